@@ -70,7 +70,6 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         copy = nbformat.from_dict(dict(cell))
         if copy.cell_type == "code":
             copy.outputs, copy.execution_count = [], None
-        copy.pop("id", None)
         new.cells.append(copy)
     if label is not None:
         raise ValueError(f"solution-start {label!r} has no solution-end.")

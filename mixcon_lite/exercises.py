@@ -69,10 +69,10 @@ def check_total_variation(fn) -> CheckResult:
     cases.append(stripes)
     for x in cases:
         out, fail = _call(fn, x.clone())
-        if fail:
+        if fail is not None:
             return fail
         got, fail = _as_1d(out, x.shape[0], "total_variation")
-        if fail:
+        if fail is not None:
             return fail
         want = total_variation(x).double().numpy()
         if not np.allclose(got, want, rtol=1e-5, atol=1e-6):
@@ -94,20 +94,20 @@ def check_psnr(fn) -> CheckResult:
     x = torch.rand(4, 1, 10, 10, generator=g)
     y = (x + 0.1 * torch.randn(4, 1, 10, 10, generator=g)).clamp(0, 1)
     out, fail = _call(fn, x.clone(), y.clone())
-    if fail:
+    if fail is not None:
         return fail
     got, fail = _as_1d(out, 4, "psnr")
-    if fail:
+    if fail is not None:
         return fail
     want = psnr(x, y)
     if not np.allclose(got, want, rtol=1e-4):
         return CheckResult(False, f"Expected {np.round(want, 3)} dB, got {np.round(got, 3)}. "
                                   "PSNR = 10 log10(1 / MSE) for data range 1, with the MSE of each image.")
     out, fail = _call(fn, x[:1].clone(), x[:1].clone())
-    if fail:
+    if fail is not None:
         return fail
     same, fail = _as_1d(out, 1, "psnr")
-    if fail:
+    if fail is not None:
         return fail
     if not math.isinf(same[0]) or same[0] < 0:
         return CheckResult(False, f"Identical images should give PSNR = +inf, got {same[0]}.")

@@ -58,6 +58,9 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     if not lr > 0 or tv_weight < 0:
         raise ValueError(f"Need lr > 0 and tv_weight >= 0, got lr={lr!r}, tv_weight={tv_weight!r}.")
+    if tv_weight > 0 and len(model.input_shape) != 3:
+        raise ValueError(f"tv_weight > 0 needs image inputs [C, H, W]; this model takes {model.input_shape}. "
+                         "Use tv_weight=0 for vector inputs.")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -81,7 +84,7 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     history = {"loss": [], "feature_mse": []}
     for _ in (bar := _progress(steps, progress)):
         feat_err = (model.forward_to(x, cut) - h).pow(2).flatten(1).mean(1)  # [N]
-        loss = feat_err + tv_weight * total_variation(x)
+        loss = feat_err + tv_weight * total_variation(x) if tv_weight > 0 else feat_err
         grad, = torch.autograd.grad(loss.sum(), x)  # per-image objectives are independent
         opt.zero_grad(set_to_none=True)
         x.grad = grad

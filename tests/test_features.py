@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from mixcon_lite.attacks.features import invert, total_variation
+from mixcon_lite.metrics import ssim
+from mixcon_lite.models import MLP, LeNet5
+
+
+def test_total_variation_values():
+    assert torch.allclose(total_variation(torch.full((2, 3, 5, 5), 0.7)), torch.zeros(2))
+    stripes = torch.zeros(1, 1, 4, 4)
+    stripes[..., ::2] = 1.0
+    assert torch.allclose(total_variation(stripes), torch.tensor([1.0]))       # only horizontal jumps
+    assert torch.allclose(total_variation(stripes.transpose(2, 3)), torch.tensor([1.0]))
+    ramp = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 3) / 4
+    assert torch.allclose(total_variation(ramp), torch.tensor([0.25]))
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        total_variation(torch.zeros(4, 4))
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    torch.manual_seed(0)
+    return LeNet5().eval()
+
+
+def _images(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 28, 28)
+    for i in range(n):          # smooth blobs, like real images rather than noise
+        r0, c0 = torch.randint(6, 22, (2,), generator=g).tolist()
+        rr, cc = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+        x[i, 0] = torch.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / 30.0)
+    return x
+
+
+def test_invert_recovers_from_first_block(lenet):
+    x = _images()
+    with torch.no_grad():
+        h = lenet.forward_to(x, "block1")
+    x_hat, hist = invert(lenet, "block1", h, steps=200, lr=0.05, tv_weight=0.01, progress=False,
+                         return_history=True)
+    assert x_hat.shape == x.shape and x_hat.min() >= 0 and x_hat.max() <= 1
+    assert hist["feature_mse"][-1] < 0.05 * hist["feature_mse"][0]
+    assert ssim(x, x_hat).mean() > 0.5
+
+
+def test_invert_batch_equals_one_by_one(lenet):
+    x = _images(3, seed=1)
+    with torch.no_grad():
+        h = lenet.forward_to(x, "block2")
+    together = invert(lenet, "block2", h, steps=30, progress=False)
+    alone = torch.cat([invert(lenet, "block2", h[i:i + 1], steps=30, progress=False) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_invert_leaves_model_untouched(lenet):
+    before = [p.clone() for p in lenet.parameters()]
+    lenet.train()
+    with torch.no_grad():
+        h = lenet.forward_to(_images(1), "fc1")
+    invert(lenet, "fc1", h, steps=5, optimizer="sgd", lr=1.0, init="uniform", progress=False)
+    assert lenet.training and all(torch.equal(a, b) for a, b in zip(before, lenet.parameters()))
+    assert all(p.grad is None for p in lenet.parameters())
+    lenet.eval()
+
+
+def test_invert_bad_input(lenet):
+    h = torch.zeros(2, 6, 14, 14)
+    with pytest.raises(ValueError, match=r"shape \[N, 16, 5, 5\] for cut 'block2'"):
+        invert(lenet, "block2", h)
+    with pytest.raises(ValueError, match="Unknown cut"):
+        invert(lenet, "conv1", h)
+    with pytest.raises(ValueError, match="SplitNet"):
+        invert(torch.nn.Linear(2, 2), "block1", h)
+    with pytest.raises(ValueError, match="init"):
+        invert(lenet, "block1", h, init="noise9")
+    with pytest.raises(ValueError, match="optimizer"):
+        invert(lenet, "block1", h, optimizer="lbfgs9")
+    with pytest.raises(ValueError, match="steps"):
+        invert(lenet, "block1", h, steps=0)
+    with pytest.raises(ValueError, match="tv_weight"):
+        invert(lenet, "block1", h, tv_weight=-1)
+
+
+def test_invert_vector_inputs():
+    torch.manual_seed(0)
+    net = MLP(3, [50], 2).eval()
+    x = torch.rand(2, 3)
+    with torch.no_grad():
+        h = net.forward_to(x, "fc1")
+    # total variation needs images; on vectors use tv_weight=0 (the default)
+    x_hat = invert(net, "fc1", h, steps=400, lr=0.05, progress=False)
+    assert torch.allclose(x_hat, x, atol=0.05)
+
+
+def test_invert_tv_needs_images():
+    net = MLP(3, [5], 2)
+    with pytest.raises(ValueError, match="image inputs"):
+        invert(net, "fc1", torch.zeros(1, 5), tv_weight=0.1)

@@ -1,0 +1,36 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mixcon_lite import viz  # noqa: E402
+
+
+def test_image_grid_grey_and_colour():
+    fig = viz.image_grid(torch.rand(12, 1, 8, 8), titles=[str(i) for i in range(12)], ncols=5)
+    assert len(fig.axes) == 15 and fig.axes[0].get_title() == "0"
+    fig2 = viz.image_grid(torch.rand(2, 3, 8, 8).numpy(), suptitle="colour")
+    assert len(fig2.axes) == 2
+    plt.close("all")
+
+
+def test_compare_rows_and_history():
+    x = torch.rand(3, 1, 8, 8)
+    fig = viz.compare_rows({"a": x, "b": x}, scores={"b": [0.5, 0.6, 0.7]})
+    assert len(fig.axes) == 6 and fig.axes[3].get_xlabel() == "SSIM 0.50"
+    ax = viz.plot_history({"loss": [1.0, 0.5], "train_accuracy": [0.5, 0.8], "eval_accuracy": []})
+    assert len(ax.get_lines()) == 1
+    plt.close("all")
+
+
+def test_viz_bad_input():
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        viz.image_grid(torch.rand(2, 8, 8))
+    with pytest.raises(ValueError, match="titles"):
+        viz.image_grid(torch.rand(2, 1, 8, 8), titles=["one"])
+    with pytest.raises(ValueError, match="same number"):
+        viz.compare_rows({"a": torch.rand(2, 1, 8, 8), "b": torch.rand(3, 1, 8, 8)})
+    with pytest.raises(ValueError, match="history"):
+        viz.plot_history({})

@@ -95,6 +95,7 @@ def plot_history(history: dict, ax=None, title: str | None = None):
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], "o-", color="C0", label="train loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("loss", color="C0")
     ax2 = ax.twinx()
     for key, color in (("train_accuracy", "C1"), ("eval_accuracy", "C2")):

@@ -34,3 +34,21 @@ def test_viz_bad_input():
         viz.compare_rows({"a": torch.rand(2, 1, 8, 8), "b": torch.rand(3, 1, 8, 8)})
     with pytest.raises(ValueError, match="history"):
         viz.plot_history({})
+
+
+def test_inversion_explorer_updates():
+    from mixcon_lite.models import LeNet5
+    from mixcon_lite.widgets import inversion_explorer
+
+    torch.manual_seed(0)
+    box = inversion_explorer(LeNet5().eval(), torch.rand(2, 1, 28, 28))
+    cut, tv, steps = box.children[0].children
+    assert cut.options == ("block1", "block2")
+    steps.value = 20            # an observed change re-runs the attack
+    scores = box.update()
+    assert scores.shape == (2,)
+    with pytest.raises(ValueError, match="1 <= N"):
+        inversion_explorer(LeNet5(), torch.rand(9, 1, 28, 28))
+    with pytest.raises(ValueError, match="Unknown cut"):
+        inversion_explorer(LeNet5(), torch.rand(1, 1, 28, 28), cuts=["nope"])
+    plt.close("all")

@@ -1,0 +1,51 @@
+"""ipywidgets explorers for the notebooks: move a slider, rerun a small experiment, see the result."""
+from __future__ import annotations
+
+import torch
+
+from .attacks.features import invert
+from .metrics import ssim
+from .models import SplitNet
+
+
+def inversion_explorer(model: SplitNet, images: torch.Tensor, cuts=None, max_images: int = 8):
+    """Sliders for the feature-inversion attack on ``images`` (``[N, C, H, W]`` in [0, 1], N <= ``max_images``):
+    the cut (``cuts``, default the model's convolutional/first blocks), the TV weight (log scale) and the
+    number of Adam steps. Each change re-runs :func:`mixcon_lite.attacks.features.invert` and redraws
+    originals, reconstructions and SSIM. Returns the ``ipywidgets.VBox`` (display it, or leave it last in a cell).
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from .viz import compare_rows
+
+    if not isinstance(model, SplitNet):
+        raise ValueError("inversion_explorer needs a mixcon_lite SplitNet such as LeNet5.")
+    if not torch.is_tensor(images) or images.ndim != 4 or not 1 <= len(images) <= max_images:
+        raise ValueError(f"images must be a tensor [N, C, H, W] with 1 <= N <= {max_images}.")
+    cuts = list(cuts) if cuts is not None else model.block_names[:2]
+    for c in cuts:
+        model._index(c)  # validates every cut name
+    cut = w.Dropdown(options=cuts, value=cuts[0], description="cut")
+    tv = w.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, step=0.25, description="TV weight")
+    steps = w.IntSlider(value=200, min=20, max=600, step=20, description="steps")
+    out = w.Output()
+
+    def update(*_):
+        with torch.no_grad():
+            h = model.forward_to(images, cut.value)
+        x_hat = invert(model, cut.value, h, steps=steps.value, lr=0.05, tv_weight=tv.value, progress=False)
+        scores = ssim(images, x_hat)
+        with out:
+            out.clear_output(wait=True)
+            compare_rows({"original": images, f"from {cut.value}": x_hat}, scores={f"from {cut.value}": scores})
+            plt.show()
+            print(f"mean SSIM {scores.mean():.3f}")
+        return scores
+
+    for control in (cut, tv, steps):
+        control.observe(update, names="value")
+    box = w.VBox([w.HBox([cut, tv, steps]), out])
+    box.update = update  # lets tests and notebooks trigger a redraw
+    update()
+    return box

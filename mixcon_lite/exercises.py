@@ -131,3 +131,151 @@ def check_deeper_cut(ssim_block1: float, ssim_block2: float) -> CheckResult:
                                   "the deeper cut should leak less; check you used the block2 features and cut.")
     return CheckResult(True, f"block1 {s1:.3f} > block2 {s2:.3f}: the 400 numbers after block2, after two "
                              "poolings, pin the image down less than the 1,176 after block1.")
+
+
+# ----------------------------------------------------------------- chapter 01 --------------------
+def check_delta(fn) -> CheckResult:
+    """Chapter 01: ``fn(h)`` for ``h`` ``[N, d]`` must return δ, the smallest Euclidean distance between
+    two distinct rows, as a number (0 for duplicate rows)."""
+    from .separability import delta
+
+    g = torch.Generator().manual_seed(11)
+    dup = torch.randn(12, 3, generator=g)
+    dup[7] = dup[2]
+    cases = [torch.randn(30, 4, generator=g), torch.randn(2, 5, generator=g) * 3, dup,
+             torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])]
+    for h in cases:
+        out, fail = _call(fn, h.clone())
+        if fail is not None:
+            return fail
+        try:
+            got = float(out)
+        except (TypeError, ValueError):
+            return CheckResult(False, f"Return one number (a float), got {type(out).__name__} of shape "
+                                      f"{getattr(out, 'shape', '?')}.")
+        want = delta(h)
+        if not math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6):
+            hint = " (0 is the distance of a row to itself: skip i == j)" if got == 0 and want > 0 else ""
+            if math.isclose(got, want ** 2, rel_tol=1e-4):
+                hint = " (that is the squared distance: take the square root)"
+            return CheckResult(False, f"For {tuple(h.shape)} points expected δ = {want:.5f}, got {got:.5f}{hint}.")
+    return CheckResult(True, "δ matches on random points, a 2-point set, duplicates (δ = 0) and a collinear set.")
+
+
+def check_linear_delta_bound(weight, x, predicted) -> CheckResult:
+    """Chapter 01: ``predicted`` should be the Lipschitz upper bound on δ after ``h = x @ weight.T``,
+    i.e. ``||weight||_2 * δ(x)`` (largest singular value times the input's δ)."""
+    from .separability import delta
+
+    try:
+        w = torch.as_tensor(weight, dtype=torch.float64)
+        xs = torch.as_tensor(x, dtype=torch.float64)
+        p = float(predicted)
+    except (TypeError, ValueError):
+        return CheckResult(False, "Pass the weight matrix, the inputs and your predicted bound (a number).")
+    bound = torch.linalg.matrix_norm(w, ord=2).item() * delta(xs)
+    measured = delta(xs @ w.T)
+    if not math.isclose(p, bound, rel_tol=1e-3):
+        return CheckResult(False, f"Expected ||W||_2 * δ(x) = {bound:.4f}, got {p:.4f}. Use the largest singular "
+                                  "value (torch.linalg.matrix_norm(W, ord=2)), not the Frobenius norm.")
+    return CheckResult(True, f"bound {bound:.4f} >= measured δ after the layer {measured:.4f}: a layer can "
+                             "shrink the gap, by at most its Lipschitz constant; it never grows it beyond that.")
+
+
+def check_unfittable(x, y) -> CheckResult:
+    """Chapter 01: a labelled set ``(x [N, d], y [N])`` that no network can fit: δ = 0 with the two
+    identical points carrying different labels."""
+    try:
+        xs = torch.as_tensor(x, dtype=torch.float64).reshape(len(x), -1)
+        ys = torch.as_tensor(y).reshape(-1)
+    except (TypeError, ValueError):
+        return CheckResult(False, "Pass a tensor x [N, d] and labels y [N].")
+    if len(xs) != len(ys) or len(xs) < 2:
+        return CheckResult(False, f"Need N >= 2 points with one label each, got {len(xs)} points and {len(ys)} labels.")
+    same = torch.cdist(xs, xs) == 0
+    conflict = same & (ys[:, None] != ys[None, :])
+    if not conflict.any():
+        if same.sum() > len(xs):
+            return CheckResult(False, "There are duplicate points, but they share a label, so a network can fit them.")
+        return CheckResult(False, "All points are distinct (δ > 0): a wide enough network can fit any labels.")
+    i, j = torch.nonzero(conflict)[0].tolist()
+    return CheckResult(True, f"points {i} and {j} coincide with labels {int(ys[i])} and {int(ys[j])}: δ = 0, "
+                             "so any function gives them the same output and 100% training accuracy is impossible.")
+
+
+# ----------------------------------------------------------------- chapter 02 --------------------
+def check_clause_gadget(fn) -> CheckResult:
+    """Chapter 02: ``fn(clause, n_vars) -> (w, b)`` with ``w`` a tensor ``[n_vars]`` and ``b`` a number, such
+    that ``relu(w @ x + b)`` is 1 on every ±1 input that leaves ``clause`` unsatisfied and 0 on the others."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    clauses = [[1], [-2], [1, -3], [-1, -2], [2, 3, -4], [-1, -2, -3], [4, 1, 3]]
+    for _ in range(5):
+        k = int(rng.integers(1, 4))
+        vs = rng.choice(np.arange(1, 6), size=k, replace=False)
+        clauses.append([int(v) * (1 if rng.random() < 0.5 else -1) for v in vs])
+    for clause in clauses:
+        n = max(abs(v) for v in clause)
+        out, fail = _call(fn, list(clause), n)
+        if fail is not None:
+            return fail
+        try:
+            w, b = out
+            w = torch.as_tensor(w, dtype=torch.float64).reshape(-1)
+            b = float(b)
+        except (TypeError, ValueError):
+            return CheckResult(False, "Return a pair (w, b): w a tensor of n_vars weights, b a number.")
+        if w.shape != (n,):
+            return CheckResult(False, f"For clause {clause} with n_vars = {n}, w needs {n} entries, got {tuple(w.shape)}.")
+        for bits in itertools.product([-1.0, 1.0], repeat=n):
+            x = torch.tensor(bits, dtype=torch.float64)
+            unsat = not any((x[abs(v) - 1] > 0) == (v > 0) for v in clause)
+            got = torch.relu(w @ x + b).item()
+            if not math.isclose(got, float(unsat), abs_tol=1e-6):
+                state = "unsatisfied" if unsat else "satisfied"
+                return CheckResult(False, f"Clause {clause}, x = {list(bits)} ({state}): expected "
+                                          f"{float(unsat)}, got {got:.3f}.")
+    return CheckResult(True, "the unit outputs 1 exactly on the assignments that violate the clause, for clauses "
+                             "of 1, 2 and 3 literals of either sign.")
+
+
+def check_soundness_counterexample(cnf, x, copies: int = 1) -> CheckResult:
+    """Chapter 02: an input ``x`` ``[n_vars]`` for the reduction with ``copies`` K whose sign rounding leaves
+    MORE clauses unsatisfied than ||f(x) - y||^2 (so the constant C = 1 would be wrong), while the proven
+    C = max(4, 12B/K) still holds."""
+    from . import sat
+
+    try:
+        cnf = sat.as_cnf(cnf)
+        xt = torch.as_tensor(x, dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError) as err:
+        return CheckResult(False, f"Pass the formula and an input x of n_vars numbers ({err}).")
+    if xt.numel() != cnf.n_vars:
+        return CheckResult(False, f"x needs n_vars = {cnf.n_vars} entries, got {xt.numel()}.")
+    net, target = sat.reduction(cnf, copies=copies)
+    with torch.no_grad():
+        err = (net(xt[None])[0] - target).pow(2).sum().item()
+    uns = sat.unsatisfied(cnf, sat.round_to_assignment(xt))
+    bound = sat.soundness_constant(cnf, copies)
+    if uns <= err:
+        return CheckResult(False, f"Rounding leaves {uns} clause(s) unsatisfied, not more than ||f(x) - y||^2 = "
+                                  f"{err:.3f}. Try an x whose variables sit strictly between 0 and ±1.")
+    assert uns <= bound * err + 1e-6, "soundness theorem violated"  # would be a bug in the package
+    return CheckResult(True, f"{uns} unsatisfied > ||f(x) - y||^2 = {err:.3f}, yet {uns} <= C·err = {bound * err:.3f} "
+                             f"(C = {bound:g}): the constant in the soundness bound is needed.")
+
+
+def check_restarts_needed(p: float, restarts) -> CheckResult:
+    """Chapter 02: the number of independent uniform random guesses needed to find a satisfying assignment
+    with probability at least 0.9, when a fraction ``p`` of all assignments satisfies the formula."""
+    try:
+        p, r = float(p), int(restarts)
+    except (TypeError, ValueError):
+        return CheckResult(False, "Pass p (a fraction) and your number of restarts (an integer).")
+    if not 0 < p < 1:
+        return CheckResult(False, f"p must be strictly between 0 and 1, got {p}.")
+    want = math.ceil(math.log(0.1) / math.log(1 - p))
+    if r != want:
+        return CheckResult(False, f"Expected the smallest R with 1 - (1 - p)^R >= 0.9, i.e. R = {want}; got {r}.")
+    return CheckResult(True, f"R = {want}: with p = {p:.4g}, 1 - (1 - p)^{want} = {1 - (1 - p) ** want:.3f}.")

@@ -282,31 +282,44 @@ def solve_pysat(cnf, solver: str = "minisat22"):
     return tuple(bool(v) for v in a), seconds
 
 
-def brute_force(cnf, chunk: int = 1 << 16, max_vars: int = 26):
-    """Try all 2^n assignments (vectorised, in chunks) in order 0..2^n-1.
-
-    Returns ``(first satisfying assignment or None, seconds, assignments tried)``.
-    """
-    cnf = as_cnf(cnf)
+def _assignment_chunks(cnf: CNF, chunk: int, max_vars: int):
+    """Yield (values [c, n] bool, satisfied [c] bool) over all 2^n assignments, in order 0..2^n - 1
+    (bit i of the code is variable i + 1)."""
     n = cnf.n_vars
     if n > max_vars:
-        raise ValueError(f"Brute force over 2^{n} assignments is too slow; max_vars = {max_vars}.")
+        raise ValueError(f"Enumerating 2^{n} assignments is too slow; max_vars = {max_vars}.")
     var_idx = [np.array([abs(v) - 1 for v in c]) for c in cnf.clauses]
     want = [np.array([v > 0 for v in c]) for c in cnf.clauses]
     bits = np.arange(n, dtype=np.int64)
-    start, tried = time.perf_counter(), 0
     for lo in range(0, 1 << n, chunk):
         codes = np.arange(lo, min(lo + chunk, 1 << n), dtype=np.int64)
         values = ((codes[:, None] >> bits[None, :]) & 1).astype(bool)       # [chunk, n]
         ok = np.ones(len(codes), dtype=bool)
         for idx, w in zip(var_idx, want):
             ok &= (values[:, idx] == w[None, :]).any(1)
+        yield values, ok
+
+
+def brute_force(cnf, chunk: int = 1 << 16, max_vars: int = 26):
+    """Try all 2^n assignments (vectorised, in chunks) in order until one satisfies ``cnf``.
+
+    Returns ``(first satisfying assignment or None, seconds, assignments tried)``.
+    """
+    cnf = as_cnf(cnf)
+    start, tried = time.perf_counter(), 0
+    for values, ok in _assignment_chunks(cnf, chunk, max_vars):
         hit = np.flatnonzero(ok)
         if hit.size:
             tried += int(hit[0]) + 1
             return tuple(bool(v) for v in values[hit[0]]), time.perf_counter() - start, tried
-        tried += len(codes)
+        tried += len(ok)
     return None, time.perf_counter() - start, tried
+
+
+def count_solutions(cnf, chunk: int = 1 << 16, max_vars: int = 26) -> int:
+    """The number of satisfying assignments among all 2^n (exhaustive; the brute-force worst case)."""
+    cnf = as_cnf(cnf)
+    return int(sum(ok.sum() for _, ok in _assignment_chunks(cnf, chunk, max_vars)))
 
 
 def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,

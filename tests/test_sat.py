@@ -157,3 +157,12 @@ def test_bad_sizes_and_bounds():
         sat.reduction([[1]], copies=0)
     with pytest.raises(ValueError, match="too slow"):
         sat.brute_force(sat.CNF(30, [[1]]))
+
+
+def test_count_solutions_matches_enumeration():
+    for seed in range(4):
+        cnf = sat.random_3cnf(7, 14, 6, seed=seed)
+        want = sum(sat.unsatisfied(cnf, a) == 0 for a in _all_assignments(7))
+        assert sat.count_solutions(cnf, chunk=5) == want
+    assert sat.count_solutions(sat.CNF(3, UNSAT_3)) == 0
+    assert sat.count_solutions(sat.CNF(4, [[1, -1]])) == 16

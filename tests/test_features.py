@@ -98,3 +98,48 @@ def test_invert_tv_needs_images():
     net = MLP(3, [5], 2)
     with pytest.raises(ValueError, match="image inputs"):
         invert(net, "fc1", torch.zeros(1, 5), tv_weight=0.1)
+
+
+def test_rmle_objective_and_new_options(lenet):
+    from mixcon_lite.attacks.features import rmle_objective
+
+    x = _images(2)
+    with torch.no_grad():
+        h = lenet.forward_to(x, "block1")
+        assert torch.allclose(rmle_objective(lenet, "block1", x, h), torch.zeros(2))
+        loss, feat = rmle_objective(lenet, "block1", torch.zeros_like(x), h, tv_weight=1.0, return_feature_error=True)
+    assert torch.allclose(loss, feat)                     # TV of a constant image is 0
+    out = invert(lenet, "block1", h, steps=3, init="normal", box=None, progress=False)
+    assert out.min() < 0 or out.max() > 1                 # no clamping asked for
+    with pytest.raises(ValueError, match="box"):
+        invert(lenet, "block1", h, box=(1, 0))
+
+
+def test_invert_vectors_default_to_no_box():
+    torch.manual_seed(1)
+    net = MLP(3, [40], 2).eval()
+    x = torch.randn(3, 3) * 2                            # outside [0, 1]
+    with torch.no_grad():
+        h = net.forward_to(x, "fc1")
+    x_hat = invert(net, "fc1", h, steps=600, lr=0.05, progress=False)
+    assert torch.allclose(x_hat, x, atol=0.1)
+
+
+def test_decoder_learns_block1_inverse(lenet):
+    from mixcon_lite.attacks.features import Decoder, train_decoder
+
+    x_aux = torch.cat([_images(300, seed=s) for s in range(2)])
+    x_vic = _images(8, seed=9)
+    dec = train_decoder(lenet, "block1", x_aux, epochs=8, lr=2e-3, progress=False)
+    with torch.no_grad():
+        rec = dec(lenet.forward_to(x_vic, "block1"))
+    assert rec.shape == x_vic.shape and 0 <= rec.min() and rec.max() <= 1
+    baseline = ssim(x_vic, x_aux.mean(0, keepdim=True).expand_as(x_vic)).mean()   # guessing the average image
+    assert ssim(x_vic, rec).mean() > max(0.4, baseline + 0.2)
+    assert all(p.grad is None for p in lenet.parameters())
+    with pytest.raises(ValueError, match="Decoder expects"):
+        dec(torch.zeros(1, 16, 5, 5))
+    with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\]"):
+        train_decoder(lenet, "block1", torch.zeros(3, 28, 28))
+    with pytest.raises(ValueError, match="hidden"):
+        Decoder((3,), (1, 2, 2), hidden=0)

@@ -29,9 +29,20 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor, tv_weight: float = 0.0,
+                   return_feature_error: bool = False):
+    r"""Per-sample rMLE objective :math:`\tfrac1d\lVert f(x)-h\rVert^2 + \lambda_{TV}\mathrm{TV}(x)`, shape ``[N]``
+    (``d`` = size of one representation; TV only for image inputs). With ``return_feature_error`` also
+    the first term alone."""
+    feat_err = (model.forward_to(x, cut) - h).pow(2).flatten(1).mean(1)
+    loss = feat_err + tv_weight * total_variation(x) if tv_weight > 0 else feat_err
+    return (loss, feat_err) if return_feature_error else loss
+
+
 def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: float = 0.05,
-           tv_weight: float = 0.0, optimizer: str = "adam", init: str = "constant",
-           seed: int = 0, progress: bool | None = None, return_history: bool = False):
+           tv_weight: float = 0.0, optimizer: str = "adam", init: str = "auto", box="auto",
+           weight_decay: float = 0.0, seed: int = 0, progress: bool | None = None,
+           return_history: bool = False):
     """Recover inputs from representations ``h`` taken after block ``cut`` of ``model`` (white-box rMLE).
 
     Parameters
@@ -43,7 +54,11 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         uses SGD with lr 10 on a sum-of-squares objective; here the data term is a mean, so use a
         larger lr with SGD).
     tv_weight : :math:`\\lambda_{TV}` (0 = plain MLE).
-    init : ``"constant"`` (all pixels 0.5), ``"uniform"`` (U[0,1], seeded) or ``"zeros"``.
+    init : ``"constant"`` (all entries 0.5), ``"uniform"`` (U[0,1], seeded), ``"normal"`` (N(0,1), seeded),
+        ``"zeros"``, or ``"auto"``: ``"constant"`` for images, ``"zeros"`` for vectors.
+    box : ``(low, high)`` to clamp the estimate to after each step, ``None`` for no clamping, or ``"auto"``:
+        ``(0, 1)`` for images, ``None`` for vectors.
+    weight_decay : the optimiser's L2 penalty on the estimate (the paper's "decayed weight").
 
     Returns ``x_hat`` ``[N, *model.input_shape]`` in [0, 1] (detached); with ``return_history`` also
     a dict ``{"loss": [...], "feature_mse": [...]}`` of batch means per step.
@@ -66,31 +81,41 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     device = next(model.parameters()).device
     h = h.detach().to(device)
     shape = (h.shape[0], *model.input_shape)
+    images = len(model.input_shape) == 3
+    if init == "auto":
+        init = "constant" if images else "zeros"
+    gen = torch.Generator().manual_seed(int(seed))
     if init == "constant":
         x = torch.full(shape, 0.5, device=device)
     elif init == "uniform":
-        x = torch.rand(shape, generator=torch.Generator().manual_seed(int(seed))).to(device)
+        x = torch.rand(shape, generator=gen).to(device)
+    elif init == "normal":
+        x = torch.randn(shape, generator=gen).to(device)
     elif init == "zeros":
         x = torch.zeros(shape, device=device)
     else:
-        raise ValueError(f"Unknown init {init!r}; expected 'constant', 'uniform' or 'zeros'.")
+        raise ValueError(f"Unknown init {init!r}; expected 'auto', 'constant', 'uniform', 'normal' or 'zeros'.")
+    if box == "auto":
+        box = (0.0, 1.0) if images else None
+    if box is not None and (len(box) != 2 or not box[0] < box[1]):
+        raise ValueError(f"box must be (low, high) with low < high, None or 'auto'; got {box!r}.")
     x.requires_grad_(True)
     if optimizer == "adam":
-        opt = torch.optim.Adam([x], lr=lr)
+        opt = torch.optim.Adam([x], lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":
-        opt = torch.optim.SGD([x], lr=lr)
+        opt = torch.optim.SGD([x], lr=lr, weight_decay=weight_decay)
     else:
         raise ValueError(f"Unknown optimizer {optimizer!r}; expected 'adam' or 'sgd'.")
     history = {"loss": [], "feature_mse": []}
     for _ in (bar := _progress(steps, progress)):
-        feat_err = (model.forward_to(x, cut) - h).pow(2).flatten(1).mean(1)  # [N]
-        loss = feat_err + tv_weight * total_variation(x) if tv_weight > 0 else feat_err
-        grad, = torch.autograd.grad(loss.sum(), x)  # per-image objectives are independent
+        loss, feat_err = rmle_objective(model, cut, x, h, tv_weight, return_feature_error=True)  # [N] each
+        grad, = torch.autograd.grad(loss.sum(), x)  # per-sample objectives are independent
         opt.zero_grad(set_to_none=True)
         x.grad = grad
         opt.step()
-        with torch.no_grad():
-            x.clamp_(0.0, 1.0)
+        if box is not None:
+            with torch.no_grad():
+                x.clamp_(*box)
         history["loss"].append(loss.mean().item())
         history["feature_mse"].append(feat_err.mean().item())
         if hasattr(bar, "set_postfix") and len(history["loss"]) % 25 == 0:
@@ -104,3 +129,66 @@ def _progress(steps: int, progress: bool | None):
     from tqdm.auto import tqdm
 
     return tqdm(range(steps), disable=not show_progress(progress), desc="inverting", leave=False)
+
+
+# ------------------------------------------------------------- black-box: learned decoders -------
+class Decoder(torch.nn.Module):
+    """An MLP from a representation back to an image: flatten -> [Linear -> ReLU] x 2 -> Linear -> sigmoid.
+
+    ``in_shape``: representation shape (without batch); ``out_shape``: image shape, e.g. ``(1, 28, 28)``.
+    """
+
+    def __init__(self, in_shape, out_shape, hidden: int = 512):
+        super().__init__()
+        if hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, got {hidden!r}.")
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        d_in = int(torch.tensor(self.in_shape).prod())
+        d_out = int(torch.tensor(self.out_shape).prod())
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(d_in, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, d_out), torch.nn.Sigmoid())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if tuple(h.shape[1:]) != self.in_shape:
+            raise ValueError(f"Decoder expects representations [N, {', '.join(map(str, self.in_shape))}], "
+                             f"got {tuple(h.shape)}.")
+        return self.net(h).view(h.shape[0], *self.out_shape)
+
+
+def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 5, lr: float = 1e-3,
+                  batch_size: int = 128, hidden: int = 512, seed: int = 0, progress: bool | None = None) -> Decoder:
+    """The black-box attack: query the client's layers with the attacker's own images ``x_aux``
+    (``[N, *model.input_shape]``, same distribution, disjoint from the victims'), and fit a
+    :class:`Decoder` from representations back to images (Adam, pixel MSE). ``model`` is only queried
+    (``forward_to`` under ``no_grad``), never differentiated. Returns the trained decoder in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, SplitNet):
+        raise ValueError("train_decoder needs a mixcon_lite SplitNet so it can query the cut.")
+    model._check_input(x_aux)
+    if not isinstance(epochs, int) or epochs < 1 or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r}, {batch_size!r}.")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        h_aux = torch.cat([model.forward_to(x_aux[i:i + 1000], cut) for i in range(0, len(x_aux), 1000)])
+    model.train(was_training)
+    torch.manual_seed(int(seed))
+    decoder = Decoder(h_aux.shape[1:], x_aux.shape[1:], hidden)
+    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(int(seed))
+    n_batches = (len(x_aux) + batch_size - 1) // batch_size
+    bar = tqdm(total=epochs * n_batches, disable=not show_progress(progress), desc=f"decoder for {cut}", leave=False)
+    for _ in range(epochs):
+        order = torch.randperm(len(x_aux), generator=g)
+        for i in range(0, len(x_aux), batch_size):
+            idx = order[i:i + batch_size]
+            loss = (decoder(h_aux[idx]) - x_aux[idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+    bar.close()
+    return decoder.eval()

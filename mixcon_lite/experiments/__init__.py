@@ -1,0 +1,45 @@
+"""Full-mode experiment scripts: ``python -m mixcon_lite.experiments.<name> --mode full``.
+
+Each module has a ``run(...)`` that the chapter notebooks call in fast mode, and a ``main()`` that writes
+a JSON record (command, hardware, date, settings, results) under ``book/results/``.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+
+def hardware() -> dict:
+    """What the run was measured on."""
+    info = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``<out_dir>/<name>_<mode>.json`` (default ``book/results/`` of the repository)."""
+    out = Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"experiment": name, "mode": mode, "command": " ".join(["python -m", f"mixcon_lite.experiments.{name}"]
+                                                                   + sys.argv[1:]),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "hardware": hardware(), "settings": settings, "results": results}
+    path = out / f"{name}_{mode}.json"
+    path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def load_record(name: str, mode: str = "full", out_dir: str | os.PathLike | None = None) -> dict | None:
+    """The saved record of an experiment, or ``None`` if it has not been run."""
+    out = Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
+    path = out / f"{name}_{mode}.json"
+    return json.loads(path.read_text()) if path.is_file() else None

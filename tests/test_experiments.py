@@ -28,3 +28,17 @@ def test_records_round_trip(tmp_path):
 
 def test_paper_table_covers_every_setting():
     assert {(s, n) for s, n, _, _ in ms.SETTINGS} == set(ms.PAPER)
+
+
+def test_class_mean_baseline_and_score():
+    from mixcon_lite.experiments import feature_inversion as fi
+
+    x_aux = torch.zeros(6, 1, 28, 28)
+    x_aux[3:] = 1.0
+    y_aux = torch.tensor([0, 0, 0, 1, 1, 1])
+    base = fi.class_mean_baseline(torch.rand(3, 1, 28, 28), torch.tensor([1, 0, 1]), x_aux, y_aux)
+    assert torch.equal(base[:, 0, 0, 0], torch.tensor([1.0, 0.0, 1.0]))
+    x = torch.rand(2, 1, 28, 28)
+    rows = fi.score(x, {"same": x.clone()})
+    assert rows["same"]["ssim"] == pytest.approx(1.0) and rows["same"]["ssim_max"] == pytest.approx(1.0)
+    assert isinstance(rows["same"]["lpips"], str) or rows["same"]["lpips"] >= 0

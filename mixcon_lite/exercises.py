@@ -287,6 +287,7 @@ def check_consistency_loss(fn) -> CheckResult:
     (k-th sample of a class with the k-th of every other class) of ``lam d + beta / (d + eps)``, with ``d``
     the squared Euclidean distance of the pair's representations."""
     from .mixcon import consistency_loss
+    from .separability import mixcon_pairs
 
     g = torch.Generator().manual_seed(3)
     cases = [(torch.randn(8, 3, generator=g), torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]), 0.1, 0.01, 0.05),
@@ -303,8 +304,7 @@ def check_consistency_loss(fn) -> CheckResult:
         want = consistency_loss(h, y, lam, beta, eps).item()
         if not math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-7):
             hint = ""
-            n_pairs = len(__import__("mixcon_lite.separability", fromlist=["x"]).mixcon_pairs(y))
-            if math.isclose(got * n_pairs, want, rel_tol=1e-4):
+            if math.isclose(got * len(mixcon_pairs(y)), want, rel_tol=1e-4):
                 hint = " It looks like a mean over pairs; Eq. (1) sums them."
             return CheckResult(False, f"With {len(torch.unique(y))} classes, lam={lam}, beta={beta}: expected "
                                       f"{want:.6f}, got {got:.6f}.{hint}")

@@ -33,7 +33,6 @@ contribute :math:`K t_i^2` to the error.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass

@@ -62,7 +62,7 @@ def delta(h, chunk: int = 1024, return_pair: bool = False):
         if value.item() < best[0]:
             best = (value.item(), start + i, start + j)
         # every pair within the float64 rounding error of the block minimum is re-checked exactly
-        tol = 1e-9 * max(scale, 1e-300) + 1e-300
+        tol = 1e-9 * scale
         near = torch.nonzero(d2 <= value + 2 * tol)
         candidates.extend((start + a, start + b) for a, b in near[:64].tolist())
     candidates.append((best[1], best[2]))

@@ -73,7 +73,8 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     if not lr > 0 or tv_weight < 0:
         raise ValueError(f"Need lr > 0 and tv_weight >= 0, got lr={lr!r}, tv_weight={tv_weight!r}.")
-    if tv_weight > 0 and len(model.input_shape) != 3:
+    images = len(model.input_shape) == 3
+    if tv_weight > 0 and not images:
         raise ValueError(f"tv_weight > 0 needs image inputs [C, H, W]; this model takes {model.input_shape}. "
                          "Use tv_weight=0 for vector inputs.")
     was_training = model.training
@@ -81,7 +82,6 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     device = next(model.parameters()).device
     h = h.detach().to(device)
     shape = (h.shape[0], *model.input_shape)
-    images = len(model.input_shape) == 3
     if init == "auto":
         init = "constant" if images else "zeros"
     gen = torch.Generator().manual_seed(int(seed))

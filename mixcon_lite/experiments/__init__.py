@@ -25,9 +25,14 @@ def hardware() -> dict:
     return info
 
 
+def results_dir(out_dir: str | os.PathLike | None = None) -> Path:
+    """``out_dir`` if given, else the repository's ``book/results/``."""
+    return Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
+
+
 def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None) -> Path:
     """Write ``<out_dir>/<name>_<mode>.json`` (default ``book/results/`` of the repository)."""
-    out = Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
+    out = results_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"experiment": name, "mode": mode, "command": " ".join(["python -m", f"mixcon_lite.experiments.{name}"]
                                                                    + sys.argv[1:]),
@@ -40,6 +45,5 @@ def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os
 
 def load_record(name: str, mode: str = "full", out_dir: str | os.PathLike | None = None) -> dict | None:
     """The saved record of an experiment, or ``None`` if it has not been run."""
-    out = Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
-    path = out / f"{name}_{mode}.json"
+    path = results_dir(out_dir) / f"{name}_{mode}.json"
     return json.loads(path.read_text()) if path.is_file() else None

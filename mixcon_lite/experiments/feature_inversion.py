@@ -26,6 +26,12 @@ from ..models import LeNet5
 from ..train import evaluate, train
 
 ATTACKS = ("white-box SGD (paper)", "white-box Adam", "decoder (black-box)")
+TV_WEIGHT = 0.01
+
+
+def attack_settings(mode: str | None = None) -> dict:
+    """The attacks' sizes in ``mode``: white-box steps, decoder epochs and the TV weight."""
+    return {"tv_weight": TV_WEIGHT, "white_box_steps": pick(300, 500, mode), "decoder_epochs": pick(5, 20, mode)}
 
 
 def prepare(mode: str | None = None, seed: int = 0):
@@ -50,16 +56,17 @@ def prepare(mode: str | None = None, seed: int = 0):
 
 
 def attack_cut(model, cut: str, victims: torch.Tensor, x_aux: torch.Tensor, mode: str | None = None,
-               tv_weight: float = 0.01, seed: int = 0) -> dict:
+               tv_weight: float = TV_WEIGHT, seed: int = 0) -> dict:
     """Run the three attacks on the representations of ``victims`` after ``cut``.
     Returns ``{attack name: recovered images [N, 1, 28, 28]}``."""
     mode = get_mode(mode)
     with torch.no_grad():
         h = model.forward_to(victims, cut)
-    steps = pick(300, 500, mode)
+    sizes = attack_settings(mode)
+    steps = sizes["white_box_steps"]
     out = {ATTACKS[0]: invert(model, cut, h, steps=steps, lr=10.0, optimizer="sgd", tv_weight=tv_weight),
            ATTACKS[1]: invert(model, cut, h, steps=steps, lr=0.05, optimizer="adam", tv_weight=tv_weight)}
-    decoder = train_decoder(model, cut, x_aux, epochs=pick(5, 20, mode), seed=seed)
+    decoder = train_decoder(model, cut, x_aux, epochs=sizes["decoder_epochs"], seed=seed)
     with torch.no_grad():
         out[ATTACKS[2]] = decoder(h)
     return out
@@ -116,8 +123,7 @@ def main(argv=None) -> None:
     model, acc, (x_v, _), recovered, scores = run(mode, progress=True)
     from . import save_record
 
-    settings = {"victims": len(x_v), "attacks": list(ATTACKS), "tv_weight": 0.01,
-                "white_box_steps": pick(300, 500, mode), "decoder_epochs": pick(5, 20, mode)}
+    settings = {"victims": len(x_v), "attacks": list(ATTACKS), **attack_settings(mode)}
     path = save_record("feature_inversion", mode, settings, {"test_accuracy": acc, "scores": scores}, args.out)
     print(f"LeNet-5 test accuracy {acc:.3f}")
     for cut, rows in scores.items():

@@ -89,7 +89,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="folder for the JSON record (default book/results)")
     args = parser.parse_args(argv)
     mode = get_mode(args.mode)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = run(mode, eps=args.eps, progress=True)
     from . import save_record
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import DATA_ENV, data_root
+from .utils import positive_int
 
 DATASETS = ("fashion-mnist", "mnist")
 SPLITS = ("train", "test")
@@ -116,8 +117,7 @@ def subset(images: torch.Tensor, labels: torch.Tensor, n_per_class: int,
     if labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"Expected labels of shape [N] matching images [N, ...]; got images "
                          f"{tuple(images.shape)} and labels {tuple(labels.shape)}.")
-    if not isinstance(n_per_class, (int, np.integer)) or isinstance(n_per_class, bool) or n_per_class < 1:
-        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}.")
+    n_per_class = positive_int(n_per_class, "n_per_class")
     present = torch.unique(labels).tolist()
     classes = present if classes is None else [int(c) for c in classes]
     rng = np.random.default_rng(seed)
@@ -142,9 +142,8 @@ def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separati
 
     Returns ``(x_train, y_train, x_test, y_test)``: float32 ``[n, dim]`` and int64 ``[n]``.
     """
-    for nm, v in (("n_train", n_train), ("n_test", n_test), ("dim", dim)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{nm} must be a positive integer, got {v!r}.")
+    n_train, n_test, dim = (positive_int(v, nm) for nm, v in (("n_train", n_train), ("n_test", n_test),
+                                                              ("dim", dim)))
     if n_train < 2 or n_test < 2:
         raise ValueError("n_train and n_test must be at least 2 (one sample per class).")
     if not 0.0 <= float(flip) < 0.5:

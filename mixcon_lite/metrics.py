@@ -4,7 +4,7 @@ Image metrics take two tensors of the same shape ``[N, C, H, W]`` with values in
 return a NumPy array of ``N`` scores (one per image pair), so a chapter can report mean, spread
 and the best case.
 
-* :func:`ssim` — structural similarity (scikit-image), in [-1, 1], 1 = identical.
+* :func:`ssim` — structural similarity (scikit-image, Gaussian window as Wang et al.), in [-1, 1], 1 = identical.
   (The MixCon paper reports SSIM rescaled to [0, 1]; use :func:`normalized_ssim` for that.)
 * :func:`psnr` — peak signal-to-noise ratio in dB for data range 1 (``inf`` for identical images).
 * :func:`mse` — mean squared error per sample (any shape ``[N, ...]``).
@@ -50,14 +50,23 @@ def _as_pair(x, y, name: str, images: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ssim(x, y) -> np.ndarray:
-    """Structural similarity per image pair (``skimage.metrics.structural_similarity``,
-    data range 1, uniform 7x7 window, channels as ``channel_axis``). Shape ``[N]``, in [-1, 1]."""
+    """Structural similarity per image pair, shape ``[N]``, in [-1, 1].
+
+    Uses ``skimage.metrics.structural_similarity`` with the published convention of Wang et al.
+    (2004), as scikit-image's documentation recommends for comparability with papers: an 11x11
+    Gaussian window with sigma = 1.5 (``gaussian_weights=True``), population covariances
+    (``use_sample_covariance=False``), K1 = 0.01, K2 = 0.03, data range 1; colour channels are
+    averaged (``channel_axis``). Images must be at least 11x11 pixels.
+    """
     from skimage.metrics import structural_similarity
 
     a, b = _as_pair(x, y, "ssim", images=True)
-    if min(a.shape[2:]) < 7:
-        raise ValueError(f"ssim: images must be at least 7x7 pixels (the SSIM window), got {a.shape[2:]}.")
-    return np.array([structural_similarity(ai, bi, data_range=1.0, channel_axis=0) for ai, bi in zip(a, b)])
+    if min(a.shape[2:]) < 11:
+        raise ValueError(f"ssim: images must be at least 11x11 pixels (the Gaussian SSIM window), "
+                         f"got {a.shape[2:]}.")
+    return np.array([structural_similarity(ai, bi, data_range=1.0, channel_axis=0, gaussian_weights=True,
+                                           sigma=1.5, use_sample_covariance=False)
+                     for ai, bi in zip(a, b)])
 
 
 def normalized_ssim(x, y) -> np.ndarray:

@@ -45,21 +45,23 @@ class SplitNet(nn.Module):
         """Names of the blocks, in order; any of them is a valid cut."""
         return list(self.blocks.keys())
 
-    def _index(self, name: str) -> int:
+    def cut_index(self, name: str) -> int:
+        """Position of block ``name`` in :attr:`block_names`; ``ValueError`` for an unknown cut."""
         names = self.block_names
         if name not in names:
             raise ValueError(f"Unknown cut {name!r}; this model's blocks are {names}.")
         return names.index(name)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a batch ``[B, *input_shape]``."""
         if not torch.is_tensor(x) or tuple(x.shape[1:]) != self.input_shape:
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"Expected a batch of shape [B, {', '.join(map(str, self.input_shape))}], got {got}.")
 
     def forward_to(self, x: torch.Tensor, cut: str) -> torch.Tensor:
         """The client's side: the representation after block ``cut`` (inclusive)."""
-        stop = self._index(cut)
-        self._check_input(x)
+        stop = self.cut_index(cut)
+        self.check_input(x)
         for i, block in enumerate(self.blocks.values()):
             x = block(x)
             if i == stop:
@@ -68,7 +70,7 @@ class SplitNet(nn.Module):
 
     def forward_from(self, h: torch.Tensor, cut: str) -> torch.Tensor:
         """The server's side: logits from the representation ``h`` taken after block ``cut``."""
-        start = self._index(cut)
+        start = self.cut_index(cut)
         for block in list(self.blocks.values())[start + 1:]:
             h = block(h)
         return h

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .utils import positive_int
+
 
 @dataclass(frozen=True)
 class CNF:
@@ -50,8 +52,7 @@ class CNF:
     clauses: tuple
 
     def __init__(self, n_vars: int, clauses, max_occurrence: int | None = None):
-        if not isinstance(n_vars, (int, np.integer)) or isinstance(n_vars, bool) or n_vars < 1:
-            raise ValueError(f"n_vars must be a positive integer, got {n_vars!r}.")
+        n_vars = positive_int(n_vars, "n_vars")
         cleaned = []
         for j, clause in enumerate(clauses):
             lits = tuple(int(v) for v in clause)
@@ -70,8 +71,7 @@ class CNF:
         object.__setattr__(self, "n_vars", int(n_vars))
         object.__setattr__(self, "clauses", tuple(cleaned))
         if max_occurrence is not None:
-            if not isinstance(max_occurrence, (int, np.integer)) or max_occurrence < 1:
-                raise ValueError(f"max_occurrence must be a positive integer, got {max_occurrence!r}.")
+            max_occurrence = positive_int(max_occurrence, "max_occurrence")
             counts = self.occurrences()
             if counts.max() > max_occurrence:
                 v = int(counts.argmax()) + 1
@@ -125,9 +125,8 @@ def random_3cnf(n_vars: int, n_clauses: int, max_occurrence: int, seed: int = 0,
 
     Raises ``ValueError`` when the sizes cannot work (``3 n_clauses > B n_vars`` or ``n_vars < 3``).
     """
-    for name, v in (("n_vars", n_vars), ("n_clauses", n_clauses), ("max_occurrence", max_occurrence)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+    n_vars, n_clauses, max_occurrence = (positive_int(v, name) for name, v in (
+        ("n_vars", n_vars), ("n_clauses", n_clauses), ("max_occurrence", max_occurrence)))
     if n_vars < 3:
         raise ValueError(f"A 3-CNF with distinct variables per clause needs n_vars >= 3, got {n_vars}.")
     if 3 * n_clauses > max_occurrence * n_vars:
@@ -217,8 +216,7 @@ def reduction(cnf, copies: int | None = None) -> tuple[nn.Sequential, torch.Tens
     cnf = as_cnf(cnf)
     n, m = cnf.n_vars, cnf.n_clauses
     k = default_copies(cnf) if copies is None else copies
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"copies must be a positive integer, got {copies!r}.")
+    k = positive_int(k, "copies")
     w1 = torch.zeros(m + 2 * n, n)
     b1 = torch.zeros(m + 2 * n)
     for j, clause in enumerate(cnf.clauses):
@@ -332,8 +330,7 @@ def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.
     ``residuals`` and ``counts`` (unsatisfied clauses after rounding).
     """
     cnf = as_cnf(cnf)
-    if not isinstance(restarts, int) or restarts < 1 or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"restarts and steps must be positive integers, got {restarts!r}, {steps!r}.")
+    restarts, steps = positive_int(restarts, "restarts"), positive_int(steps, "steps")
     net, target = reduction(cnf, copies)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(int(seed))

@@ -2,14 +2,14 @@ r"""Data separability of representations (MixCon, Definition 3.1).
 
 For representations :math:`h_1,\dots,h_N` (rows of ``h``, flattened):
 
-* :func:`delta` — :math:`\delta = \min_{i\ne j}\lVert h_i-h_j\rVert_2`, the smallest pairwise distance;
-* :func:`Delta` — :math:`\Delta_S = \max_{(i,j)\in S}\lVert h_i-h_j\rVert_2` over a given set ``S`` of
+* :func:`min_pairwise_distance` — :math:`\delta = \min_{i\ne j}\lVert h_i-h_j\rVert_2`, the smallest pairwise distance;
+* :func:`max_pair_distance` — :math:`\Delta_S = \max_{(i,j)\in S}\lVert h_i-h_j\rVert_2` over a given set ``S`` of
   pairs that *should* be close (e.g. MixCon's cross-class pairs, :func:`mixcon_pairs`);
 * :func:`layer_report` — both, at every cut of a :class:`~mixcon_lite.models.SplitNet`;
 * :func:`twin_points` and :func:`steps_to_fit` — a synthetic set with a chosen δ, and how long a net
   of a given width takes to fit it (Theorem 3.2 made tangible).
 
-``delta`` is exact and runs in chunks: the squared distances of a block of rows to all later rows
+``min_pairwise_distance`` is exact and runs in chunks: the squared distances of a block of rows to all later rows
 come from one matrix product in float64 (:math:`\lVert a-b\rVert^2=\lVert a\rVert^2+\lVert b\rVert^2-2a\cdot b`),
 and the winning pairs are recomputed directly, so duplicate rows give exactly 0. Memory stays at
 ``chunk x N`` numbers.
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .models import SplitNet
+from .utils import positive_int
 
 
 def _as_matrix(h, name: str = "h") -> torch.Tensor:
@@ -35,8 +36,9 @@ def _as_matrix(h, name: str = "h") -> torch.Tensor:
     return h
 
 
-def delta(h, chunk: int = 1024, return_pair: bool = False):
-    """Smallest Euclidean distance between two distinct rows of ``h`` (``[N, d]``, N >= 2).
+def min_pairwise_distance(h, chunk: int = 1024, return_pair: bool = False):
+    r"""The paper's data separability :math:`\delta = \min_{i\ne j}\lVert h_i-h_j\rVert_2`: the smallest
+    Euclidean distance between two distinct rows of ``h`` (``[N, d]``, N >= 2).
 
     Duplicate rows give exactly ``0.0`` (no error: a δ of 0 means two inputs are indistinguishable
     after this layer). With ``return_pair=True`` also returns the indices ``(i, j)``, ``i < j``.
@@ -45,9 +47,8 @@ def delta(h, chunk: int = 1024, return_pair: bool = False):
     h = _as_matrix(h)
     n = h.shape[0]
     if n < 2:
-        raise ValueError(f"delta needs at least two rows, got N = {n}.")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}.")
+        raise ValueError(f"min_pairwise_distance needs at least two rows, got N = {n}.")
+    chunk = positive_int(chunk, "chunk")
     sq = (h * h).sum(1)
     scale = sq.max().item()
     best = (float("inf"), 0, 1)
@@ -71,8 +72,9 @@ def delta(h, chunk: int = 1024, return_pair: bool = False):
     return (dist, (min(i, j), max(i, j))) if return_pair else dist
 
 
-def Delta(h, pairs, chunk: int = 65536) -> float:  # noqa: N802  (the paper's symbol)
-    """Largest Euclidean distance over the index pairs ``pairs`` (``[P, 2]`` ints or a list of tuples)."""
+def max_pair_distance(h, pairs, chunk: int = 65536) -> float:
+    r"""The paper's :math:`\Delta_S = \max_{(i,j)\in S}\lVert h_i-h_j\rVert_2`: the largest Euclidean distance
+    over the index pairs ``pairs`` = S (``[P, 2]`` ints or a list of tuples), e.g. pairs that should be close."""
     h = _as_matrix(h)
     p = torch.as_tensor(pairs, dtype=torch.long) if not torch.is_tensor(pairs) else pairs.long()
     if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
@@ -91,7 +93,7 @@ def pairwise_distances(h) -> torch.Tensor:
     h = _as_matrix(h)
     if h.shape[0] > 5000:
         raise ValueError(f"pairwise_distances builds an N x N matrix; N = {h.shape[0]} is too large "
-                         f"(use delta / Delta, which run in chunks).")
+                         f"(use min_pairwise_distance / max_pair_distance, which run in chunks).")
     return torch.cdist(h, h)
 
 
@@ -117,8 +119,8 @@ def mixcon_pairs(labels) -> torch.Tensor:
 def layer_report(model: SplitNet, x: torch.Tensor, pairs=None, cuts=None, include_input: bool = True) -> list[dict]:
     """δ and Δ_S at each cut of ``model`` (default: every block) for inputs ``x``.
 
-    Returns one dict per layer: ``{"layer", "dim", "delta", "Delta", "median"}``, where ``median`` is the
-    median pairwise distance of (up to) 500 rows, a scale to compare layers of different size by; ``Delta``
+    Returns one dict per layer: ``{"layer", "dim", "delta", "Delta_S", "median"}``, where ``median`` is the
+    median pairwise distance of (up to) 500 rows, a scale to compare layers of different size by; ``Delta_S``
     is ``None`` without ``pairs``. ``include_input`` adds the raw input as layer ``"input"``.
     """
     if not isinstance(model, SplitNet):
@@ -132,8 +134,8 @@ def layer_report(model: SplitNet, x: torch.Tensor, pairs=None, cuts=None, includ
         hm = _as_matrix(h)
         sample = hm[: min(500, len(hm))]
         d = torch.pdist(sample) if len(sample) > 1 else torch.zeros(1)
-        rows.append({"layer": name, "dim": hm.shape[1], "delta": delta(hm),
-                     "Delta": Delta(hm, pairs) if pairs is not None else None,
+        rows.append({"layer": name, "dim": hm.shape[1], "delta": min_pairwise_distance(hm),
+                     "Delta_S": max_pair_distance(hm, pairs) if pairs is not None else None,
                      "median": d.median().item()})
     return rows
 
@@ -143,7 +145,7 @@ def twin_points(n_pairs: int, dim: int, gap: float, seed: int = 0):
     a *twin* at distance exactly ``gap`` carrying the opposite label.
 
     Returns ``(x [2 n_pairs, dim], y [2 n_pairs])``. For small ``gap`` δ equals ``gap`` (check with
-    :func:`delta`); fitting it means separating each point from its twin.
+    :func:`min_pairwise_distance`); fitting it means separating each point from its twin.
     """
     if not isinstance(n_pairs, int) or n_pairs < 1 or not isinstance(dim, int) or dim < 2:
         raise ValueError(f"Need integers n_pairs >= 1 and dim >= 2, got {n_pairs!r}, {dim!r}.")
@@ -169,8 +171,7 @@ def steps_to_fit(width: int, x: torch.Tensor, y: torch.Tensor, max_steps: int = 
     """
     from .models import MLP
 
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}.")
+    width = positive_int(width, "width")
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"Expected x [N, d] and y [N], got {tuple(x.shape)} and {tuple(y.shape)}.")
     torch.manual_seed(int(seed))

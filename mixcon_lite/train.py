@@ -6,27 +6,17 @@ consistency loss) without writing another loop.
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from .utils import positive_int, progress_bar, show_progress  # noqa: F401 (show_progress re-exported)
 
 
 def cross_entropy_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The plain task loss: mean cross-entropy of ``model(x)`` against integer labels ``y``."""
     return F.cross_entropy(model(x), y)
-
-
-def show_progress(progress: bool | None = None) -> bool:
-    """Whether to draw tqdm bars: ``progress`` if given, else only in an interactive session
-    (a notebook kernel or a terminal), never in CI logs."""
-    if progress is not None:
-        return bool(progress)
-    if "ipykernel" in sys.modules:
-        return True
-    return sys.stderr.isatty()
 
 
 def _check_xy(x, y, name: str) -> None:
@@ -78,10 +68,8 @@ def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01,
     _check_xy(*train_data, "train_data")
     if eval_data is not None:
         _check_xy(*eval_data, "eval_data")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}.")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,7 +86,7 @@ def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01,
     g = torch.Generator().manual_seed(int(seed))
     history = {"loss": [], "train_accuracy": [], "eval_accuracy": [], "eval_loss": []}
     n_batches = (len(x) + batch_size - 1) // batch_size
-    bar = tqdm(total=epochs * n_batches, disable=not show_progress(progress), desc="training", leave=False)
+    bar = progress_bar(total=epochs * n_batches, desc="training", progress=progress)
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(x), generator=g)

@@ -25,7 +25,7 @@ def inversion_explorer(model: SplitNet, images: torch.Tensor, cuts=None, max_ima
         raise ValueError(f"images must be a tensor [N, C, H, W] with 1 <= N <= {max_images}.")
     cuts = list(cuts) if cuts is not None else model.block_names[:2]
     for c in cuts:
-        model._index(c)  # validates every cut name
+        model.cut_index(c)  # validates every cut name
     cut = w.Dropdown(options=cuts, value=cuts[0], description="cut")
     tv = w.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, step=0.25, description="TV weight")
     steps = w.IntSlider(value=200, min=20, max=600, step=20, description="steps")

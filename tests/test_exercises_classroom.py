@@ -109,7 +109,7 @@ def test_classroom_cli(tmp_path, capsys):
 
 # ---------------------------------------------------------------- chapters 01-04 checkers ----------
 def test_check_delta():
-    from mixcon_lite.separability import delta
+    from mixcon_lite.separability import min_pairwise_distance as delta
 
     assert exercises.check_delta(delta)
     squared = exercises.check_delta(lambda h: delta(h) ** 2)
@@ -120,7 +120,7 @@ def test_check_delta():
 
 
 def test_check_linear_delta_bound_and_unfittable():
-    from mixcon_lite.separability import delta
+    from mixcon_lite.separability import min_pairwise_distance as delta
 
     g = torch.Generator().manual_seed(0)
     w, x = torch.randn(5, 4, generator=g), torch.randn(30, 4, generator=g)

@@ -24,8 +24,32 @@ def test_ssim_matches_skimage_on_colour():
 
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 3, 20, 20)), rng.random((2, 3, 20, 20))
-    want = [structural_similarity(a[i], b[i], data_range=1.0, channel_axis=0) for i in range(2)]
+    want = [structural_similarity(a[i], b[i], data_range=1.0, channel_axis=0, gaussian_weights=True,
+                                  sigma=1.5, use_sample_covariance=False) for i in range(2)]
     assert np.allclose(metrics.ssim(a, b), want)
+    # the published convention (Gaussian window) is not scikit-image's default uniform 7x7 window
+    uniform = [structural_similarity(a[i], b[i], data_range=1.0, channel_axis=0) for i in range(2)]
+    assert not np.allclose(metrics.ssim(a, b), uniform)
+
+
+def test_ssim_gaussian_window_by_hand():
+    """SSIM of Wang et al. written out: Gaussian-weighted local means, variances and covariance
+    (sigma 1.5, truncated at 3.5 sigma as scikit-image does), averaged over the valid region."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    a = rng.random((24, 24))
+    b = np.clip(a + 0.2 * rng.standard_normal((24, 24)), 0, 1)
+    f = lambda z: gaussian_filter(z, sigma=1.5, truncate=3.5)  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    var_a, var_b = f(a * a) - mu_a ** 2, f(b * b) - mu_b ** 2
+    cov = f(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    pad = 5  # (11 - 1) // 2: scikit-image averages away from the border
+    want = s[pad:-pad, pad:-pad].mean()
+    got = metrics.ssim(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])[0]
+    assert got == pytest.approx(want, abs=1e-6)
 
 
 @pytest.mark.parametrize("fn", [metrics.ssim, metrics.psnr])
@@ -42,8 +66,8 @@ def test_image_metrics_bad_input(fn):
 
 
 def test_ssim_small_image():
-    with pytest.raises(ValueError, match="at least 7x7"):
-        metrics.ssim(torch.rand(1, 1, 5, 5), torch.rand(1, 1, 5, 5))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        metrics.ssim(torch.rand(1, 1, 9, 9), torch.rand(1, 1, 9, 9))
 
 
 def test_psnr_mse_cosine_values():

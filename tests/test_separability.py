@@ -12,7 +12,7 @@ from mixcon_lite.models import MLP, LeNet5
 def test_delta_matches_pdist(seed, chunk):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(int(torch.randint(2, 90, (1,), generator=g)), 6, generator=g) * 10 + 100
-    d, (i, j) = sep.delta(h, chunk=chunk, return_pair=True)
+    d, (i, j) = sep.min_pairwise_distance(h, chunk=chunk, return_pair=True)
     ref = torch.pdist(h.double())
     assert d == pytest.approx(ref.min().item(), rel=1e-12)
     assert i < j and (h[i] - h[j]).double().norm().item() == pytest.approx(d, rel=1e-12)
@@ -21,24 +21,24 @@ def test_delta_matches_pdist(seed, chunk):
 def test_delta_duplicates_and_tiny_gaps():
     h = torch.randn(50, 8, dtype=torch.float64) * 1e3
     h[31] = h[4]
-    assert sep.delta(h, chunk=16) == 0.0
+    assert sep.min_pairwise_distance(h, chunk=16) == 0.0
     h = torch.randn(50, 8, dtype=torch.float64) * 1e3
     h[9] = h[40] + 1e-6                      # far below the Gram trick's rounding error
-    assert sep.delta(h, chunk=16) == pytest.approx(1e-6 * 8 ** 0.5, rel=1e-3)
+    assert sep.min_pairwise_distance(h, chunk=16) == pytest.approx(1e-6 * 8 ** 0.5, rel=1e-3)
 
 
 def test_delta_is_fast_and_bounded(monkeypatch):
     h = torch.randn(10000, 1000)
     start = time.perf_counter()
-    d = sep.delta(h)
+    d = sep.min_pairwise_distance(h)
     assert time.perf_counter() - start < 30
     assert 30 < d < 45      # sqrt(2 * 1000) = 44.7 typical, the minimum over 5e7 pairs is smaller
 
 
 def test_Delta_and_pairs():
     h = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
-    assert sep.Delta(h, [(0, 1), (2, 3)]) == pytest.approx(5.0)
-    assert sep.Delta(h, torch.tensor([[2, 3]]), chunk=1) == pytest.approx(5 ** 0.5)
+    assert sep.max_pair_distance(h, [(0, 1), (2, 3)]) == pytest.approx(5.0)
+    assert sep.max_pair_distance(h, torch.tensor([[2, 3]]), chunk=1) == pytest.approx(5 ** 0.5)
     y = torch.tensor([0, 1, 0, 1, 2, 2, 0])
     p = sep.mixcon_pairs(y)
     assert {tuple(r) for r in p.tolist()} == {(0, 1), (2, 3), (0, 4), (2, 5), (1, 4), (3, 5)}
@@ -47,15 +47,15 @@ def test_Delta_and_pairs():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="at least two rows"):
-        sep.delta(torch.zeros(1, 3))
+        sep.min_pairwise_distance(torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"\[N, d\]"):
-        sep.delta(torch.zeros(5))
+        sep.min_pairwise_distance(torch.zeros(5))
     with pytest.raises(ValueError, match="NaN"):
-        sep.delta(torch.tensor([[0.0], [float("nan")]]))
+        sep.min_pairwise_distance(torch.tensor([[0.0], [float("nan")]]))
     with pytest.raises(ValueError, match=r"\[P, 2\]"):
-        sep.Delta(torch.zeros(3, 2), [(0, 1, 2)])
+        sep.max_pair_distance(torch.zeros(3, 2), [(0, 1, 2)])
     with pytest.raises(ValueError, match="indices"):
-        sep.Delta(torch.zeros(3, 2), [(0, 3)])
+        sep.max_pair_distance(torch.zeros(3, 2), [(0, 3)])
     with pytest.raises(ValueError, match="two classes"):
         sep.mixcon_pairs(torch.zeros(4))
     with pytest.raises(ValueError, match="too large"):
@@ -71,9 +71,9 @@ def test_twin_points_have_the_requested_gap():
         x, y = sep.twin_points(40, 8, gap, seed=1)
         assert x.shape == (80, 8) and torch.allclose(x.norm(dim=1), torch.ones(80), atol=1e-5)
         assert torch.allclose((x[:40] - x[40:]).norm(dim=1), torch.full((40,), gap), rtol=1e-4)
-        assert sep.delta(x) <= gap * (1 + 1e-4)          # other pairs may be closer for large gaps
+        assert sep.min_pairwise_distance(x) <= gap * (1 + 1e-4)          # other pairs may be closer for large gaps
         if gap <= 0.1:
-            assert sep.delta(x) == pytest.approx(gap, rel=1e-3)
+            assert sep.min_pairwise_distance(x) == pytest.approx(gap, rel=1e-3)
         assert torch.equal(y[:40], 1 - y[40:])
 
 
@@ -91,7 +91,12 @@ def test_layer_report():
     rows = sep.layer_report(net, x, pairs=sep.mixcon_pairs(y))
     assert [r["layer"] for r in rows] == ["input"] + net.block_names
     assert rows[0]["dim"] == 784 and rows[1]["dim"] == 6 * 14 * 14
-    for r in rows:
-        assert 0 <= r["delta"] <= r["Delta"]     # a minimum over all pairs <= a maximum over some
-        assert r["median"] > 0
-    assert sep.layer_report(MLP(3, [4], 2), torch.rand(5, 3), include_input=False)[0]["Delta"] is None
+    pairs = sep.mixcon_pairs(y)
+    for r in rows:  # each row against a brute-force computation at that layer
+        h = x if r["layer"] == "input" else net.forward_to(x, r["layer"]).detach()
+        d = torch.cdist(h.flatten(1).double(), h.flatten(1).double())
+        off_diagonal = d + torch.diag(torch.full((len(x),), float("inf"), dtype=torch.float64))
+        assert r["delta"] == pytest.approx(off_diagonal.min().item(), rel=1e-6, abs=1e-9)
+        assert r["Delta_S"] == pytest.approx(d[pairs[:, 0], pairs[:, 1]].max().item(), rel=1e-6)
+        assert r["median"] == pytest.approx(torch.pdist(h.flatten(1).double()).median().item(), rel=1e-5)
+    assert sep.layer_report(MLP(3, [4], 2), torch.rand(5, 3), include_input=False)[0]["Delta_S"] is None

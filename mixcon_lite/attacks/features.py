@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..models import SplitNet
-from ..train import show_progress
+from ..utils import positive_int, progress_bar
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +69,7 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     if not torch.is_tensor(h) or tuple(h.shape[1:]) != expected or h.shape[0] == 0:
         got = tuple(h.shape) if torch.is_tensor(h) else type(h).__name__
         raise ValueError(f"h must have shape [N, {', '.join(map(str, expected))}] for cut {cut!r}, got {got}.")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    steps = positive_int(steps, "steps")
     if not lr > 0 or tv_weight < 0:
         raise ValueError(f"Need lr > 0 and tv_weight >= 0, got lr={lr!r}, tv_weight={tv_weight!r}.")
     images = len(model.input_shape) == 3
@@ -107,7 +106,7 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     else:
         raise ValueError(f"Unknown optimizer {optimizer!r}; expected 'adam' or 'sgd'.")
     history = {"loss": [], "feature_mse": []}
-    for _ in (bar := _progress(steps, progress)):
+    for _ in (bar := progress_bar(range(steps), desc="inverting", progress=progress)):
         loss, feat_err = rmle_objective(model, cut, x, h, tv_weight, return_feature_error=True)  # [N] each
         grad, = torch.autograd.grad(loss.sum(), x)  # per-sample objectives are independent
         opt.zero_grad(set_to_none=True)
@@ -125,12 +124,6 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     return (x_hat, history) if return_history else x_hat
 
 
-def _progress(steps: int, progress: bool | None):
-    from tqdm.auto import tqdm
-
-    return tqdm(range(steps), disable=not show_progress(progress), desc="inverting", leave=False)
-
-
 # ------------------------------------------------------------- black-box: learned decoders -------
 class Decoder(torch.nn.Module):
     """An MLP from a representation back to an image: flatten -> [Linear -> ReLU] x 2 -> Linear -> sigmoid.
@@ -140,8 +133,7 @@ class Decoder(torch.nn.Module):
 
     def __init__(self, in_shape, out_shape, hidden: int = 512):
         super().__init__()
-        if hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {hidden!r}.")
+        hidden = positive_int(hidden, "hidden")
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         d_in = int(torch.tensor(self.in_shape).prod())
         d_out = int(torch.tensor(self.out_shape).prod())
@@ -163,13 +155,11 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     :class:`Decoder` from representations back to images (Adam, pixel MSE). ``model`` is only queried
     (``forward_to`` under ``no_grad``), never differentiated. Returns the trained decoder in eval mode.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(model, SplitNet):
         raise ValueError("train_decoder needs a mixcon_lite SplitNet so it can query the cut.")
-    model._check_input(x_aux)
-    if not isinstance(epochs, int) or epochs < 1 or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r}, {batch_size!r}.")
+    model.check_input(x_aux)
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -180,7 +170,7 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     opt = torch.optim.Adam(decoder.parameters(), lr=lr)
     g = torch.Generator().manual_seed(int(seed))
     n_batches = (len(x_aux) + batch_size - 1) // batch_size
-    bar = tqdm(total=epochs * n_batches, disable=not show_progress(progress), desc=f"decoder for {cut}", leave=False)
+    bar = progress_bar(total=epochs * n_batches, desc=f"decoder for {cut}", progress=progress)
     for _ in range(epochs):
         order = torch.randperm(len(x_aux), generator=g)
         for i in range(0, len(x_aux), batch_size):

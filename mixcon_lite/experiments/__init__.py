@@ -25,9 +25,27 @@ def hardware() -> dict:
     return info
 
 
+RESULTS_ENV = "MIXCON_LITE_RESULTS"
+
+
 def results_dir(out_dir: str | os.PathLike | None = None) -> Path:
-    """``out_dir`` if given, else the repository's ``book/results/``."""
-    return Path(out_dir) if out_dir is not None else Path(__file__).resolve().parents[2] / "book" / "results"
+    """Where full-mode records live.
+
+    Order: ``out_dir`` if given; else ``$MIXCON_LITE_RESULTS``; else ``book/results/`` of the course
+    checkout that contains the working directory (found by walking up from it to the folder holding
+    ``_toc.yml`` and ``book/``, so it works from the repository root and from ``notebooks/``, however
+    the package was installed); else ``./book/results``.
+    """
+    if out_dir is not None:
+        return Path(out_dir)
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
+            return folder / "book" / "results"
+    return here / "book" / "results"
 
 
 def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,19 @@
+"""Checkers for the chapters' exercises: ``check_<name>(answer)`` returns a :class:`CheckResult`.
+
+One module per chapter (``ch00`` ... ) beside a small :mod:`.core`; every checker is also importable
+from here, so a notebook writes ``from mixcon_lite import exercises`` and
+``exercises.check_total_variation(my_tv)``.
+
+A checker never raises because an answer is wrong: it returns a verdict whose message says what
+was expected and what was found, so a student can act on it. In a notebook the verdict shows as
+``PASS: ...`` or ``NOT YET: ...``; ``bool(result)`` is ``result.passed``. A checker recomputes from
+the student's function or model; it never trusts typed-in numbers alone.
+"""
+from .core import CheckResult, as_1d, call_student
+from .ch00 import check_total_variation, check_psnr, check_deeper_cut
+from .ch01 import check_delta, check_linear_delta_bound, check_unfittable
+from .ch02 import check_clause_gadget, check_soundness_counterexample, check_restarts_needed
+from .ch03 import check_consistency_loss, check_optimal_distance, check_collapse
+from .ch04 import check_rmle_objective, check_safest_cut, check_noise_defence
+
+__all__ = ['CheckResult', 'as_1d', 'call_student', 'check_total_variation', 'check_psnr', 'check_deeper_cut', 'check_delta', 'check_linear_delta_bound', 'check_unfittable', 'check_clause_gadget', 'check_soundness_counterexample', 'check_restarts_needed', 'check_consistency_loss', 'check_optimal_distance', 'check_collapse', 'check_rmle_objective', 'check_safest_cut', 'check_noise_defence']

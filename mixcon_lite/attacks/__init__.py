@@ -1,5 +1,10 @@
-"""Attacks that recover private data: from features (:mod:`.features`); gradient and weight
-attacks arrive with their chapters."""
-from . import features
+"""Attacks that recover private data. Every attack returns one :class:`AttackResult`.
 
-__all__ = ["features"]
+* :mod:`.features` — from the representation a split-learning client sends (chapters 00, 04, 05);
+* :mod:`.gradients` — from the gradient a federated-learning client sends (chapters 06, 07);
+* :mod:`.weights` — from the trained weights alone (chapter 08), when that chapter lands.
+"""
+from . import features
+from .result import AttackResult
+
+__all__ = ["AttackResult", "features"]

@@ -15,7 +15,7 @@ def _glue_output(name, text):
             "metadata": {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}}}
 
 
-def _fake_checkout(tmp_path, header="# Ch\n\nRun time (fast mode): **99 s**\n", runtime="41.6"):
+def _fake_checkout(tmp_path, header="# Ch\n\n> **Run time:** fast mode, 2-core CPU, **99 s** (budget 180 s)\n", runtime="41.6"):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "book" / "results").mkdir(parents=True)
     (tmp_path / "book" / "reproducibility").mkdir()

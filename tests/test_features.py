@@ -143,3 +143,53 @@ def test_decoder_learns_block1_inverse(lenet):
         train_decoder(lenet, "block1", torch.zeros(3, 28, 28))
     with pytest.raises(ValueError, match="hidden"):
         Decoder((3,), (1, 2, 2), hidden=0)
+
+
+def test_rmle_reduction_sum_is_the_papers_objective(lenet):
+    from mixcon_lite.attacks.features import rmle_objective
+
+    x, other = _images(2), _images(2, seed=5)
+    with torch.no_grad():
+        h = lenet.forward_to(other, "block2")
+        size_h = h[0].numel()                              # 16 * 5 * 5 = 400
+        direct = (lenet.forward_to(x, "block2") - h).pow(2).flatten(1).sum(1)
+        summed = rmle_objective(lenet, "block2", x, h, reduction="sum")
+        mean = rmle_objective(lenet, "block2", x, h, reduction="mean")
+        default = rmle_objective(lenet, "block2", x, h)
+        tv = 0.3 * total_variation(x)
+        with_tv = rmle_objective(lenet, "block2", x, h, tv_weight=0.3, reduction="sum")
+    assert size_h == 400 and torch.allclose(summed, direct)
+    assert torch.allclose(mean, direct / size_h) and torch.equal(default, mean)
+    assert not torch.allclose(summed, mean)                # a wrong reduction would show
+    assert torch.allclose(with_tv, direct + tv)            # TV is added, not reduced
+    for bad in ("avg", "none", None, "Sum"):
+        with pytest.raises(ValueError, match="reduction"):
+            rmle_objective(lenet, "block2", x, h, reduction=bad)
+        with pytest.raises(ValueError, match="reduction"):
+            invert(lenet, "block2", h, steps=1, reduction=bad, progress=False)
+
+
+def test_invert_sgd_step_scales_with_reduction(lenet):
+    """One SGD step on the sum objective equals one on the mean objective with lr * |h|."""
+    x = _images(2, seed=3)
+    with torch.no_grad():
+        h = lenet.forward_to(x, "fc1")                     # |h| = 120
+    kw = dict(steps=1, optimizer="sgd", box=None, init="zeros", progress=False)
+    step_sum = invert(lenet, "fc1", h, lr=0.01, reduction="sum", **kw)
+    step_mean = invert(lenet, "fc1", h, lr=0.01 * 120, reduction="mean", **kw)
+    small = invert(lenet, "fc1", h, lr=0.01, reduction="mean", **kw)
+    assert torch.allclose(step_sum, step_mean, atol=1e-6)
+    move_sum, move_small = step_sum.norm(), small.norm()   # distance from the zero start
+    assert move_sum > 0 and torch.allclose(move_sum, 120 * move_small, rtol=1e-3)
+
+
+def test_invert_history_reports_per_entry_error_for_both_reductions(lenet):
+    with torch.no_grad():
+        h = lenet.forward_to(_images(2, seed=4), "block2")
+    kw = dict(steps=2, progress=False, return_history=True)
+    _, hist_sum = invert(lenet, "block2", h, reduction="sum", **kw)
+    _, hist_mean = invert(lenet, "block2", h, reduction="mean", **kw)
+    # same start (constant 0.5 image), so the first per-entry error agrees ...
+    assert hist_sum["feature_mse"][0] == pytest.approx(hist_mean["feature_mse"][0], rel=1e-5)
+    # ... and the sum objective is |h| = 400 times it
+    assert hist_sum["loss"][0] == pytest.approx(400 * hist_mean["loss"][0], rel=1e-5)

@@ -4,11 +4,15 @@ White-box *regularised maximum likelihood* (rMLE, He, Zhang & Lee 2019): knowing
 layers :math:`f` (here ``model.forward_to(., cut)``) and an observed representation :math:`h`, solve
 
 .. math::  \hat x = \arg\min_{x \in [0,1]^{C\times H\times W}}
-           \tfrac{1}{|h|}\lVert f(x) - h\rVert_2^2 + \lambda_{TV}\,\mathrm{TV}(x)
+           \lVert f(x) - h\rVert_2^2 + \lambda_{TV}\,\mathrm{TV}(x)
 
-by gradient descent, projecting onto the pixel box after every step. A batch of representations is
-inverted at once; each image's objective involves only its own pixels, so the batch is just many
-independent problems solved together.
+by gradient descent, projecting onto the pixel box after every step. The feature term is the
+paper's *sum* of squares with ``reduction="sum"``; ``reduction="mean"`` divides it by the size
+:math:`|h|` of one representation. The minimiser is the same without a prior, but the gradient
+is :math:`|h|` times smaller with ``"mean"``, so an SGD step size (the paper's App. C uses
+lr 10 on the sum) means something different under each; Adam is nearly insensitive to the scale.
+A batch of representations is inverted at once; each image's objective involves only its own
+pixels, so the batch is just many independent problems solved together.
 """
 from __future__ import annotations
 
@@ -29,12 +33,30 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
-def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor, tv_weight: float = 0.0,
-                   return_feature_error: bool = False):
-    r"""Per-sample rMLE objective :math:`\tfrac1d\lVert f(x)-h\rVert^2 + \lambda_{TV}\mathrm{TV}(x)`, shape ``[N]``
-    (``d`` = size of one representation; TV only for image inputs). With ``return_feature_error`` also
-    the first term alone."""
-    feat_err = (model.forward_to(x, cut) - h).pow(2).flatten(1).mean(1)
+REDUCTIONS = ("mean", "sum")
+
+
+def check_reduction(reduction) -> str:
+    """Return ``reduction`` if it is ``"mean"`` or ``"sum"``; raise ``ValueError`` otherwise."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Unknown reduction {reduction!r}; expected 'sum' (the paper's "
+                         "||f(x) - h||^2) or 'mean' (the same divided by the size of h).")
+    return reduction
+
+
+def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor,
+                   tv_weight: float = 0.0, return_feature_error: bool = False,
+                   reduction: str = "mean"):
+    r"""Per-sample rMLE objective, shape ``[N]``: the feature term plus
+    :math:`\lambda_{TV}\mathrm{TV}(x)` (TV only when ``tv_weight > 0``, image inputs).
+
+    ``reduction="sum"``: feature term :math:`\lVert f(x)-h\rVert_2^2` (the paper's objective);
+    ``"mean"`` (default): the same divided by :math:`|h|`, the number of entries of one
+    representation. With ``return_feature_error`` also the feature term alone.
+    """
+    check_reduction(reduction)
+    sq = (model.forward_to(x, cut) - h).pow(2).flatten(1)
+    feat_err = sq.sum(1) if reduction == "sum" else sq.mean(1)
     loss = feat_err + tv_weight * total_variation(x) if tv_weight > 0 else feat_err
     return (loss, feat_err) if return_feature_error else loss
 
@@ -42,7 +64,7 @@ def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor, 
 def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: float = 0.05,
            tv_weight: float = 0.0, optimizer: str = "adam", init: str = "auto", box="auto",
            weight_decay: float = 0.0, seed: int = 0, progress: bool | None = None,
-           return_history: bool = False):
+           return_history: bool = False, reduction: str = "mean"):
     """Recover inputs from representations ``h`` taken after block ``cut`` of ``model`` (white-box rMLE).
 
     Parameters
@@ -51,8 +73,9 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     cut : block name whose output ``h`` is (``model.block_names`` lists them).
     h : ``[N, *model.representation_shape(cut)]`` observed representations.
     steps, lr : iterations and step size. ``optimizer``: ``"adam"`` or ``"sgd"`` (the paper's App. C
-        uses SGD with lr 10 on a sum-of-squares objective; here the data term is a mean, so use a
-        larger lr with SGD).
+        uses SGD with lr 10 on the sum-of-squares objective, i.e. ``reduction="sum"``).
+    reduction : feature term ``"sum"`` (:math:`\\lVert f(x)-h\\rVert^2`, the paper's) or ``"mean"``
+        (default; the sum divided by :math:`|h|`, which divides every SGD step by :math:`|h|`).
     tv_weight : :math:`\\lambda_{TV}` (0 = plain MLE).
     init : ``"constant"`` (all entries 0.5), ``"uniform"`` (U[0,1], seeded), ``"normal"`` (N(0,1), seeded),
         ``"zeros"``, or ``"auto"``: ``"constant"`` for images, ``"zeros"`` for vectors.
@@ -61,7 +84,9 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     weight_decay : the optimiser's L2 penalty on the estimate (the paper's "decayed weight").
 
     Returns ``x_hat`` ``[N, *model.input_shape]`` in [0, 1] (detached); with ``return_history`` also
-    a dict ``{"loss": [...], "feature_mse": [...]}`` of batch means per step.
+    a dict ``{"loss": [...], "feature_mse": [...]}`` of batch means per step (``loss`` in the chosen
+    reduction; ``feature_mse`` always the mean squared feature error per entry, so runs with either
+    reduction compare).
     """
     if not isinstance(model, SplitNet):
         raise ValueError("invert needs a mixcon_lite SplitNet (e.g. LeNet5) so it knows where the cut is.")
@@ -70,6 +95,8 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         got = tuple(h.shape) if torch.is_tensor(h) else type(h).__name__
         raise ValueError(f"h must have shape [N, {', '.join(map(str, expected))}] for cut {cut!r}, got {got}.")
     steps = positive_int(steps, "steps")
+    check_reduction(reduction)
+    size_h = h[0].numel()
     if not lr > 0 or tv_weight < 0:
         raise ValueError(f"Need lr > 0 and tv_weight >= 0, got lr={lr!r}, tv_weight={tv_weight!r}.")
     images = len(model.input_shape) == 3
@@ -107,7 +134,10 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         raise ValueError(f"Unknown optimizer {optimizer!r}; expected 'adam' or 'sgd'.")
     history = {"loss": [], "feature_mse": []}
     for _ in (bar := progress_bar(range(steps), desc="inverting", progress=progress)):
-        loss, feat_err = rmle_objective(model, cut, x, h, tv_weight, return_feature_error=True)  # [N] each
+        loss, feat_err = rmle_objective(model, cut, x, h, tv_weight, return_feature_error=True,
+                                        reduction=reduction)  # [N] each
+        if reduction == "sum":
+            feat_err = feat_err / size_h
         grad, = torch.autograd.grad(loss.sum(), x)  # per-sample objectives are independent
         opt.zero_grad(set_to_none=True)
         x.grad = grad

@@ -6,9 +6,10 @@ Two environment variables steer the course:
     ``"fast"`` (default) keeps every notebook under its CPU budget; ``"full"`` runs paper scale
     (meant for ``python -m mixcon_lite.experiments.<name> --mode full``).
 ``MIXCON_LITE_DATA``
-    Folder laid out the way torchvision expects (``<root>/FashionMNIST/raw/...``,
-    ``<root>/MNIST/raw/...``). When unset, :func:`data_root` falls back to
-    ``~/.cache/mixcon_lite/data`` (where ``download=True`` puts the files on a connected machine).
+    Folder laid out the way torchvision expects (``<folder>/FashionMNIST/raw/...``,
+    ``<folder>/MNIST/raw/...``); set it to work offline. When unset, :func:`data_root` falls back to
+    ``~/.cache/mixcon_lite/data``, where :func:`mixcon_lite.data.load_dataset` downloads a missing
+    dataset on first use (on a machine with internet).
 """
 from __future__ import annotations
 

@@ -1,16 +1,24 @@
-"""Datasets for the course, read offline through torchvision from ``MIXCON_LITE_DATA``.
+"""Datasets for the course, read through torchvision's formats from one data folder.
 
 All image loaders return ``(images, labels)``: ``images`` a float32 tensor in [0, 1] of shape
 ``[N, 1, 28, 28]``, ``labels`` an int64 tensor of shape ``[N]``.
 
-* ``"fashion-mnist"``: train 60,000 / test 10,000 through :class:`torchvision.datasets.FashionMNIST`.
-* ``"mnist"``: through torchvision's idx readers. The offline mirror holds only the *test* split
-  (10,000 images); the train split is used when its files are there (or ``download=True`` on a
-  connected machine fetches them through :class:`torchvision.datasets.MNIST`).
+* ``"fashion-mnist"``: train 60,000 / test 10,000 (:class:`torchvision.datasets.FashionMNIST`).
+* ``"mnist"``: train 60,000 / test 10,000 (:class:`torchvision.datasets.MNIST`).
+
+Where the files come from (see :func:`load_dataset`):
+
+* **Online, nothing set:** the first call downloads the split through torchvision into
+  ``~/.cache/mixcon_lite/data`` (a few tens of MB, once); later calls read it from there.
+* **Offline:** set ``MIXCON_LITE_DATA`` to a folder in torchvision's layout
+  (``<folder>/FashionMNIST/raw/train-images-idx3-ubyte`` ...); nothing is downloaded then, and a
+  missing file raises ``FileNotFoundError`` naming the variable and the files expected. Some offline
+  copies (the course's classroom mirror among them) hold only MNIST's *test* split.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +35,7 @@ _FILES = {
     ("mnist", "train"): ("MNIST", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     ("mnist", "test"): ("MNIST", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+_TITLES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MNIST_CLASSES = tuple(str(i) for i in range(10))
@@ -46,60 +55,102 @@ def class_names(name: str) -> tuple[str, ...]:
     return FASHION_CLASSES if _normalise_name(name) == "fashion-mnist" else MNIST_CLASSES
 
 
-def _missing(root: Path, folder: str, files: tuple[str, str], what: str) -> FileNotFoundError:
-    layout = "\n".join(f"    {root}/{folder}/raw/{f}" for f in files)
-    return FileNotFoundError(
-        f"{what} not found under the data root {root}.\n"
-        f"Expected the torchvision layout:\n{layout}\n"
-        f"Set the environment variable {DATA_ENV} to the folder that holds '{folder}/raw/' "
-        f"(the course's offline mirror is shared/data), or pass download=True on a machine with internet."
-    )
+def _shown(path: Path) -> str:
+    """``path`` as the reader would type it: under the home folder it is written ``~/...``."""
+    try:
+        return "~/" + Path(path).expanduser().resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _missing(key: str, split: str, base: Path, source: str, download_error: Exception | None = None
+             ) -> FileNotFoundError:
+    """The error for a split whose files are not in the data folder: which folder was searched and
+    why, the layout expected (relative to ``MIXCON_LITE_DATA``), and how to fix it."""
+    folder, img_file, lbl_file = _FILES[(key, split)]
+    what = f"{_TITLES[key]} ({split} split)"
+    layout = "\n".join(f"    ${DATA_ENV}/{folder}/raw/{f}" for f in (img_file, lbl_file))
+    where = {"env": f"the folder named by {DATA_ENV} ({base})",
+             "argument": f"the folder passed as root= ({base})",
+             "default": f"the default data folder {_shown(base)} ({DATA_ENV} is not set)"}[source]
+    lines = [f"{what} not found in {where}.",
+             f"The course reads datasets from the folder named by the environment variable {DATA_ENV}, "
+             f"in torchvision's layout:", layout]
+    if download_error is not None:
+        lines.append(f"Downloading it into {_shown(base)} failed ({type(download_error).__name__}: "
+                     f"{download_error}).")
+    if source == "env":
+        lines.append(f"Fix: set {DATA_ENV} to the folder that holds '{folder}/raw/' (check the layout "
+                     f"above), or unset {DATA_ENV} on a machine with internet to download it automatically.")
+    elif source == "argument":
+        lines.append(f"Fix: pass root= the folder that holds '{folder}/raw/', or add download=True on a "
+                     f"machine with internet.")
+    elif download_error is None:
+        lines.append(f"Fix: call it without download=False on a machine with internet (it downloads "
+                     f"once), or set {DATA_ENV} to a folder that holds '{folder}/raw/'.")
+    else:
+        lines.append(f"Fix: check the internet connection and run again, or, offline, copy the files "
+                     f"from a machine that has them and set {DATA_ENV} to the folder that holds "
+                     f"'{folder}/raw/'.")
+    if key == "mnist" and split == "train":
+        lines.append("Some offline copies (the course's classroom mirror among them) hold only MNIST's "
+                     "test split: then use split='test' (and subset() it) or Fashion-MNIST's train split.")
+    return FileNotFoundError("\n".join(lines))
 
 
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 download: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a whole split as tensors.
 
     Parameters
     ----------
     name : ``"fashion-mnist"`` or ``"mnist"``.
     split : ``"train"`` or ``"test"``.
-    root : data folder; default :func:`mixcon_lite.config.data_root` (``$MIXCON_LITE_DATA``).
-    download : let torchvision fetch missing files (needs internet).
+    root : data folder; default :func:`mixcon_lite.config.data_root` (``$MIXCON_LITE_DATA``, else
+        ``~/.cache/mixcon_lite/data``).
+    download : ``None`` (default) downloads missing files through torchvision only when no folder
+        was chosen (no ``root`` and no ``MIXCON_LITE_DATA``), i.e. into ``~/.cache/mixcon_lite/data``
+        on first use; a folder you chose is never written to unless ``download=True``.
+        ``False`` never downloads.
 
     Returns
     -------
     images : float32 ``[N, 1, 28, 28]`` in [0, 1];  labels : int64 ``[N]``.
 
     Raises ``ValueError`` for an unknown name or split and ``FileNotFoundError`` (naming
-    ``MIXCON_LITE_DATA`` and the expected files) when the files are not there.
+    ``MIXCON_LITE_DATA``, the expected layout and the fix) when the files are not there and cannot
+    be downloaded.
     """
     key = _normalise_name(name)
     split = str(split).strip().lower()
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    if download not in (None, True, False):
+        raise ValueError(f"download must be None (automatic), True or False, got {download!r}.")
+    source = "argument" if root is not None else "env" if os.environ.get(DATA_ENV) else "default"
     base = data_root(root)
     folder, img_file, lbl_file = _FILES[(key, split)]
     raw = base / folder / "raw"
-    have_files = (raw / img_file).is_file() and (raw / lbl_file).is_file()
 
     import torchvision
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    if key == "fashion-mnist":
-        if not have_files and not download:
-            raise _missing(base, folder, (img_file, lbl_file), f"Fashion-MNIST ({split} split)")
-        ds = torchvision.datasets.FashionMNIST(str(base), train=(split == "train"), download=download)
-        images, labels = ds.data, ds.targets
-    else:
-        if not have_files:
-            if not download:
-                extra = (" The course's offline mirror holds only MNIST's test split; use split='test' "
-                         "(and subset() it) or Fashion-MNIST's train split.") if split == "train" else ""
-                err = _missing(base, folder, (img_file, lbl_file), f"MNIST ({split} split)")
-                raise FileNotFoundError(str(err) + extra)
-            torchvision.datasets.MNIST(str(base), train=(split == "train"), download=True)
-        images, labels = read_image_file(str(raw / img_file)), read_label_file(str(raw / lbl_file))
+    def have_files() -> bool:
+        return (raw / img_file).is_file() and (raw / lbl_file).is_file()
+
+    if not have_files():
+        if not (download or (download is None and source == "default")):
+            raise _missing(key, split, base, source)
+        cls = torchvision.datasets.FashionMNIST if key == "fashion-mnist" else torchvision.datasets.MNIST
+        print(f"{_TITLES[key]} ({split} split) is not on this machine yet: downloading it once into "
+              f"{_shown(base)} ...", file=sys.stderr)
+        try:
+            cls(str(base), train=(split == "train"), download=True)
+        except Exception as err:  # no internet, a proxy, a mirror down: say how to go on offline
+            raise _missing(key, split, base, source, download_error=err) from err
+        if not have_files():
+            raise _missing(key, split, base, source, download_error=RuntimeError("files not written"))
+    images, labels = read_image_file(str(raw / img_file)), read_label_file(str(raw / lbl_file))
     images = images.to(torch.float32).div_(255.0).unsqueeze(1).contiguous()
     return images, labels.to(torch.int64).contiguous()
 
@@ -138,7 +189,9 @@ def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separati
     Class 1 samples come from :math:`\mathcal N(+\mu, I_d)`, class 0 from :math:`\mathcal N(-\mu, I_d)`
     with :math:`\mu = \tfrac{s}{2\sqrt d}\mathbf 1`, so the two means are ``separation`` = s apart.
     Classes are balanced; then a fraction ``flip`` of labels (train and test alike) is flipped.
-    (The seed text lost the paper's means and noise rate; these defaults are ours and stated here.)
+    The paper draws both classes from Gaussians with identity covariance, 800 training and 200 test
+    samples, and flips a fraction of the labels; the means (``separation``) and the flip rate used
+    here are ours.
 
     Returns ``(x_train, y_train, x_test, y_test)``: float32 ``[n, dim]`` and int64 ``[n]``.
     """

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mixcon_lite import data
+from pathlib import Path
+
+from mixcon_lite import config, data
 
 
 def _write_idx(folder, prefix, images, labels):
@@ -56,9 +58,85 @@ def test_missing_root_names_env_and_layout(tmp_path, name):
         data.load_dataset(name, "test", root=tmp_path / "nowhere")
     msg = str(err.value)
     assert "MIXCON_LITE_DATA" in msg and "raw/t10k-images-idx3-ubyte" in msg
+    assert "root=" in msg and "download=True" in msg
 
 
-def test_mnist_train_missing_says_mirror_has_test_only(tiny_mirror):
+class _FakeTorchvisionDataset:
+    """Stands in for torchvision's FashionMNIST / MNIST: 'downloads' by writing a tiny split."""
+    calls = []
+
+    def __init__(self, root, train, download):
+        type(self).calls.append((root, train, download))
+        folder = "MNIST" if type(self).__name__.endswith("Mnist") else "FashionMNIST"
+        _write_idx(Path(root) / folder / "raw", "train" if train else "t10k",
+                   np.zeros((4, 28, 28)), np.arange(4) % 2)
+
+
+class _FakeMnist(_FakeTorchvisionDataset):
+    pass
+
+
+class _Offline:
+    def __init__(self, root, train, download):
+        raise RuntimeError("Error downloading t10k-images-idx3-ubyte.gz: no network")
+
+
+@pytest.fixture
+def fake_home(monkeypatch, tmp_path):
+    """No MIXCON_LITE_DATA, and the default data folder inside tmp_path."""
+    import torchvision
+    monkeypatch.delenv("MIXCON_LITE_DATA", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_DATA_ROOT", tmp_path / "cache")
+    _FakeTorchvisionDataset.calls = []
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _FakeTorchvisionDataset)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", _FakeMnist)
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("name,folder", [("fashion-mnist", "FashionMNIST"), ("mnist", "MNIST")])
+def test_downloads_on_first_use_when_nothing_is_set(fake_home, name, folder, capsys):
+    x, y = data.load_dataset(name, "test")
+    assert x.shape == (4, 1, 28, 28) and y.tolist() == [0, 1, 0, 1]
+    assert (fake_home / folder / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert _FakeTorchvisionDataset.calls == [(str(fake_home), False, True)]
+    assert "downloading it once" in capsys.readouterr().err
+    data.load_dataset(name, "test")                       # second call: read, no new download
+    assert len(_FakeTorchvisionDataset.calls) == 1
+
+
+def test_chosen_folder_is_never_downloaded_into(fake_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXCON_LITE_DATA", str(tmp_path / "mirror"))
+    with pytest.raises(FileNotFoundError) as err:
+        data.load_dataset("fashion-mnist", "train")
+    msg = str(err.value)
+    assert "folder named by MIXCON_LITE_DATA" in msg and "$MIXCON_LITE_DATA/FashionMNIST/raw/" in msg
+    assert "unset MIXCON_LITE_DATA" in msg
+    with pytest.raises(FileNotFoundError):
+        data.load_dataset("mnist", "test", root=tmp_path / "elsewhere")
+    assert _FakeTorchvisionDataset.calls == []
+    data.load_dataset("mnist", "test", root=tmp_path / "elsewhere", download=True)  # explicit: allowed
+    assert len(_FakeTorchvisionDataset.calls) == 1
+
+
+def test_download_false_and_bad_download(fake_home):
+    with pytest.raises(FileNotFoundError, match="without download=False"):
+        data.load_dataset("fashion-mnist", "test", download=False)
+    with pytest.raises(ValueError, match="download must be"):
+        data.load_dataset("fashion-mnist", "test", download="yes")
+    assert _FakeTorchvisionDataset.calls == []
+
+
+def test_failed_download_says_how_to_work_offline(fake_home, monkeypatch):
+    import torchvision
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _Offline)
+    with pytest.raises(FileNotFoundError) as err:
+        data.load_dataset("fashion-mnist", "test")
+    msg = str(err.value)
+    assert "failed (RuntimeError" in msg and "set MIXCON_LITE_DATA" in msg
+    assert "$MIXCON_LITE_DATA/FashionMNIST/raw/t10k-labels-idx1-ubyte" in msg
+
+
+def test_mnist_train_missing_says_some_copies_have_test_only(tiny_mirror):
     for f in (tiny_mirror / "MNIST" / "raw").glob("train-*"):
         f.unlink()
     with pytest.raises(FileNotFoundError, match="only MNIST's test split"):

@@ -1,4 +1,9 @@
+import ast
+import importlib.metadata
 import random
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,3 +60,38 @@ def test_data_root_order(monkeypatch, tmp_path):
     monkeypatch.setenv("MIXCON_LITE_DATA", str(tmp_path))
     assert config.data_root() == tmp_path
     assert config.data_root(tmp_path / "x") == tmp_path / "x"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_pyproject_declares_every_import():
+    """`pip install .` must give every third-party module the package imports (lazily or not):
+    each one's distribution is in pyproject's dependencies or an optional extra that says why."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = {_norm(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    optional = {_norm(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0])
+                for deps in project.get("optional-dependencies", {}).values() for d in deps}
+    dists = importlib.metadata.packages_distributions()
+    missing = []
+    for path in sorted((root / "mixcon_lite").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("mixcon_lite", "__future__"):
+                    continue
+                wanted = {_norm(d) for d in dists.get(top, [top])}
+                if not wanted & (declared | optional):
+                    missing.append(f"{path.relative_to(root)}: import {name} (distribution "
+                                   f"{' or '.join(sorted(wanted))}) is not in pyproject.toml")
+    assert not missing, "Add to [project] dependencies in pyproject.toml:\n" + "\n".join(missing)
+    assert "lpips" in optional and "lpips" not in declared     # optional: needs pretrained weights

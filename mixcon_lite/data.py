@@ -184,7 +184,7 @@ def subset(images: torch.Tensor, labels: torch.Tensor, n_per_class: int,
 
 def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separation: float = 4.0,
                   flip: float = 0.1, seed: int = 0):
-    r"""The MixCon paper's synthetic task: two Gaussian classes with label-flip noise (§5.1).
+    r"""The MixCon paper's synthetic task: two Gaussian classes with label-flip noise (§4.2).
 
     Class 1 samples come from :math:`\mathcal N(+\mu, I_d)`, class 0 from :math:`\mathcal N(-\mu, I_d)`
     with :math:`\mu = \tfrac{s}{2\sqrt d}\mathbf 1`, so the two means are ``separation`` = s apart.
@@ -216,3 +216,36 @@ def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separati
     x_tr, y_tr = draw(n_train)
     x_te, y_te = draw(n_test)
     return x_tr, y_tr, x_te, y_te
+
+
+# ---------------------------------------------------------------- colour images (ch. 06) --------
+#: Colour pictures shipped with scikit-image (no download), usable by :func:`skimage_crops`.
+SKIMAGE_COLOUR = ("astronaut", "coffee", "chelsea", "rocket", "colorwheel", "immunohistochemistry",
+                  "hubble_deep_field", "retina")
+
+
+def skimage_crops(names=("astronaut", "coffee", "chelsea", "rocket"), size: int = 32) -> torch.Tensor:
+    """Small colour images for gradient inversion when CIFAR is not at hand (offline).
+
+    Each picture from ``skimage.data`` (:data:`SKIMAGE_COLOUR`) is cropped to its central square
+    and resized to ``size`` x ``size`` with anti-aliasing (``skimage.transform.resize``).
+    Returns float32 ``[N, 3, size, size]`` in [0, 1], in the order of ``names``.
+    """
+    import skimage.data
+    from skimage.transform import resize
+
+    names = [names] if isinstance(names, str) else list(names)
+    size = positive_int(size, "size", minimum=4)
+    unknown = [n for n in names if n not in SKIMAGE_COLOUR]
+    if not names or unknown:
+        raise ValueError(f"Unknown picture(s) {unknown}; expected a non-empty list drawn from {SKIMAGE_COLOUR}.")
+    out = []
+    for name in names:
+        img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64) / 255.0
+        h, w = img.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = img[top:top + side, left:left + side, :3]
+        small = resize(square, (size, size), anti_aliasing=True, preserve_range=True)
+        out.append(torch.from_numpy(small.clip(0.0, 1.0)).permute(2, 0, 1))
+    return torch.stack(out).to(torch.float32).contiguous()

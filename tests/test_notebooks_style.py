@@ -74,7 +74,7 @@ def test_header(notebook):
     for pattern, want in checks.items():
         if not re.search(pattern, head):
             problems.append(f"{path.name}: the header (first markdown cell) lacks {want}")
-    _report(problems, f"use the header shape of {CONTRIBUTING} ('Notebook header'); "
+    _report(problems, f"use the header shape in {CONTRIBUTING} ('A chapter notebook'); "
                                            "`python -m mixcon_lite.reproducibility` fills N.")
 
 
@@ -95,7 +95,7 @@ def test_timer_cells(notebook):
                             "`glue(\"runtime_s\", round(runtime_s, 1), display=False)`")
         if "hide-input" not in _tags(last):
             problems.append(f"{_where(path, i, last)}: the last code cell needs the tag hide-input")
-    _report(problems, f"copy the first/last code cells of {CONTRIBUTING}.")
+    _report(problems, f"copy the first and last code cells from {CONTRIBUTING} ('A chapter notebook').")
 
 
 def test_executed_top_to_bottom(notebook):
@@ -179,7 +179,7 @@ def test_markdown(notebook):
                 for key in (k.strip() for k in group.split(",")):
                     if key not in keys:
                         problems.append(f"{where} line {n}: citation key {key!r} is not in book/references.bib")
-    _report(problems, f"see 'Rendering' and 'Citations' in {CONTRIBUTING}.")
+    _report(problems, f"see 'Rendering' in {CONTRIBUTING}.")
 
 
 # ----------------------------------------------------------------------------------- outputs --
@@ -237,7 +237,7 @@ def test_figures_have_captions(notebook):
             problems.append(f"{where}: {len(images)} images in one cell; a caption and a name belong to one "
                             "figure: draw them in one figure or split the cell")
     _report(problems, 'add cell metadata {"mystnb": {"figure": {"caption": "...", '
-                                           f'"name": "fig-{nn}-..."}}}}}} (see {CONTRIBUTING}, "Figures").')
+                                           f'"name": "fig-{nn}-..."}}}}}} (see "Rendering" in {CONTRIBUTING}).')
 
 
 # --------------------------------------------------------------------------------- exercises --

@@ -120,7 +120,10 @@ def render(template: str, root: str | Path = ".") -> str:
         value = sources.value(kind, ref)
         if value is None:
             return "—"
-        return format(value, fmt) if fmt else str(value)
+        try:
+            return format(value, fmt) if fmt else str(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{{{{ {kind}:{ref} | {fmt} }}}}: cannot format {value!r} ({err}).") from err
 
     return PLACEHOLDER.sub(fill, template)
 

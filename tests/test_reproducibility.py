@@ -47,6 +47,12 @@ def test_render_names_what_is_missing(tmp_path, bad):
         rep.render(bad, root)
 
 
+def test_render_names_a_value_that_cannot_be_formatted(tmp_path):
+    root = _fake_checkout(tmp_path)
+    with pytest.raises(ValueError, match="nb:00_demo/name"):
+        rep.render("{{ nb:00_demo/name | .3f }}", root)
+
+
 def test_runtime_header_sync(tmp_path):
     root = _fake_checkout(tmp_path)
     assert rep.sync_runtime_headers(root, write=False) == ["00_demo.ipynb"]

@@ -48,14 +48,18 @@ def results_dir(out_dir: str | os.PathLike | None = None) -> Path:
     return here / "book" / "results"
 
 
-def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``<out_dir>/<name>_<mode>.json`` (default ``book/results/`` of the repository)."""
+def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None,
+                seconds: float | None = None) -> Path:
+    """Write ``<out_dir>/<name>_<mode>.json`` (default: :func:`results_dir`) with the command, date,
+    hardware, settings, results and, when given, the run's wall time ``seconds``."""
     out = results_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"experiment": name, "mode": mode, "command": " ".join(["python -m", f"mixcon_lite.experiments.{name}"]
                                                                    + sys.argv[1:]),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "hardware": hardware(), "settings": settings, "results": results}
+    if seconds is not None:
+        record["seconds"] = round(float(seconds), 1)
     path = out / f"{name}_{mode}.json"
     path.write_text(json.dumps(record, indent=1))
     return path

@@ -193,3 +193,21 @@ def test_invert_history_reports_per_entry_error_for_both_reductions(lenet):
     assert hist_sum["feature_mse"][0] == pytest.approx(hist_mean["feature_mse"][0], rel=1e-5)
     # ... and the sum objective is |h| = 400 times it
     assert hist_sum["loss"][0] == pytest.approx(400 * hist_mean["loss"][0], rel=1e-5)
+
+
+def test_invert_one_tv_weight_per_image_equals_separate_runs(lenet):
+    x = _images(2, seed=6)
+    with torch.no_grad():
+        h = lenet.forward_to(x, "block2")
+    grid = [0.0, 0.05, 0.5]
+    hh = h.repeat(len(grid), 1, 1, 1)                      # image-major blocks, one per weight
+    weights = torch.tensor(grid).repeat_interleave(len(x))
+    kw = dict(steps=20, lr=0.05, progress=False)
+    together = invert(lenet, "block2", hh, tv_weight=weights, **kw)
+    alone = torch.cat([invert(lenet, "block2", h, tv_weight=w, **kw) for w in grid])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert not torch.allclose(alone[:2], alone[4:], atol=1e-3)   # the weights do differ
+    for bad in (torch.tensor([0.1, 0.2]), torch.tensor([0.1] * 5 + [-1.0]),
+                torch.tensor([float("nan")] * 6), "0.1x", float("inf")):
+        with pytest.raises(ValueError, match="tv_weight"):
+            invert(lenet, "block2", hh, tv_weight=bad, steps=1, progress=False)

@@ -44,20 +44,40 @@ def check_reduction(reduction) -> str:
     return reduction
 
 
+def tv_weights(tv_weight, n: int) -> torch.Tensor | float:
+    """``tv_weight`` checked: a float ``>= 0``, or one weight ``>= 0`` per image (a tensor ``[n]``,
+    e.g. to grid-search :math:`\\lambda_{TV}` in one batch). Raises ``ValueError`` otherwise."""
+    if torch.is_tensor(tv_weight):
+        if tv_weight.shape != (n,) or not torch.isfinite(tv_weight).all() or (tv_weight < 0).any():
+            raise ValueError(f"tv_weight as a tensor needs shape [{n}] (one weight per image) with "
+                             f"finite values >= 0, got shape {tuple(tv_weight.shape)}.")
+        return tv_weight.detach().float()
+    try:
+        value = float(tv_weight)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"tv_weight must be a number >= 0 or a tensor [{n}], got {tv_weight!r}.")
+    return value
+
+
 def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor,
                    tv_weight: float = 0.0, return_feature_error: bool = False,
                    reduction: str = "mean"):
     r"""Per-sample rMLE objective, shape ``[N]``: the feature term plus
-    :math:`\lambda_{TV}\mathrm{TV}(x)` (TV only when ``tv_weight > 0``, image inputs).
+    :math:`\lambda_{TV}\mathrm{TV}(x)` (TV only when some ``tv_weight > 0``, image inputs;
+    ``tv_weight`` a float or a tensor ``[N]`` with one weight per image).
 
     ``reduction="sum"``: feature term :math:`\lVert f(x)-h\rVert_2^2` (the paper's objective);
     ``"mean"`` (default): the same divided by :math:`|h|`, the number of entries of one
     representation. With ``return_feature_error`` also the feature term alone.
     """
     check_reduction(reduction)
+    tv_weight = tv_weights(tv_weight, len(x))
     sq = (model.forward_to(x, cut) - h).pow(2).flatten(1)
     feat_err = sq.sum(1) if reduction == "sum" else sq.mean(1)
-    loss = feat_err + tv_weight * total_variation(x) if tv_weight > 0 else feat_err
+    use_tv = bool((tv_weight > 0).any()) if torch.is_tensor(tv_weight) else tv_weight > 0
+    loss = feat_err + tv_weight * total_variation(x) if use_tv else feat_err
     return (loss, feat_err) if return_feature_error else loss
 
 
@@ -76,7 +96,8 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         uses SGD with lr 10 on the sum-of-squares objective, i.e. ``reduction="sum"``).
     reduction : feature term ``"sum"`` (:math:`\\lVert f(x)-h\\rVert^2`, the paper's) or ``"mean"``
         (default; the sum divided by :math:`|h|`, which divides every SGD step by :math:`|h|`).
-    tv_weight : :math:`\\lambda_{TV}` (0 = plain MLE).
+    tv_weight : :math:`\\lambda_{TV}` (0 = plain MLE), or a tensor ``[N]``: one weight per image
+        (the images are independent problems, so this grid-searches the weight in one batch).
     init : ``"constant"`` (all entries 0.5), ``"uniform"`` (U[0,1], seeded), ``"normal"`` (N(0,1), seeded),
         ``"zeros"``, or ``"auto"``: ``"constant"`` for images, ``"zeros"`` for vectors.
     box : ``(low, high)`` to clamp the estimate to after each step, ``None`` for no clamping, or ``"auto"``:
@@ -97,16 +118,19 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     steps = positive_int(steps, "steps")
     check_reduction(reduction)
     size_h = h[0].numel()
-    if not lr > 0 or tv_weight < 0:
-        raise ValueError(f"Need lr > 0 and tv_weight >= 0, got lr={lr!r}, tv_weight={tv_weight!r}.")
+    if not lr > 0:
+        raise ValueError(f"Need lr > 0, got lr={lr!r}.")
+    tv_weight = tv_weights(tv_weight, h.shape[0])
     images = len(model.input_shape) == 3
-    if tv_weight > 0 and not images:
+    if not images and (bool((tv_weight > 0).any()) if torch.is_tensor(tv_weight) else tv_weight > 0):
         raise ValueError(f"tv_weight > 0 needs image inputs [C, H, W]; this model takes {model.input_shape}. "
                          "Use tv_weight=0 for vector inputs.")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     h = h.detach().to(device)
+    if torch.is_tensor(tv_weight):
+        tv_weight = tv_weight.to(device)
     shape = (h.shape[0], *model.input_shape)
     if init == "auto":
         init = "constant" if images else "zeros"

@@ -131,3 +131,99 @@ class MLP(SplitNet):
             prev = int(w)
         blocks["logits"] = nn.Linear(prev, num_classes, bias=bias)
         super().__init__(blocks, (int(in_dim),))
+
+
+# ---------------------------------------------------------------- gradient inversion (ch. 06) ----
+class DLGLeNet(SplitNet):
+    """The LeNet of Deep Leakage from Gradients (Zhu et al. 2019, and iDLG): three 5x5 convolutions
+    with sigmoid activations and one linear layer, no pooling.
+
+    ``conv1``: conv ``in_channels -> 12``, stride 2, pad 2 -> sigmoid;  ``conv2``: ``12 -> 12``,
+    stride 2 -> sigmoid;  ``conv3``: ``12 -> 12``, stride 1 -> sigmoid;  ``logits``: flatten ->
+    linear ``12 * (s/4)^2 -> num_classes``. For 3x32x32 inputs and 100 classes (DLG's CIFAR-100
+    setting) the linear layer is 768 -> 100; for 1x28x28 (iDLG's MNIST) it is 588 -> 10.
+
+    ``seed``: if given, every weight and bias is drawn from U(-0.5, 0.5) by :func:`uniform_init_`
+    (DLG's ``weights_init``); ``None`` keeps PyTorch's default initialisation.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 100, input_size: int = 32,
+                 activation: str = "sigmoid", seed: int | None = 1234):
+        if in_channels < 1 or num_classes < 2 or input_size < 4:
+            raise ValueError(f"Need in_channels >= 1, num_classes >= 2 and input_size >= 4; got "
+                             f"{in_channels}, {num_classes}, {input_size}.")
+        act = lambda: _activation(activation)  # noqa: E731
+        side = (int(input_size) + 3) // 4          # ceil(ceil(s / 2) / 2): two stride-2 convs, pad 2
+        blocks = OrderedDict(
+            conv1=nn.Sequential(nn.Conv2d(in_channels, 12, 5, stride=2, padding=2), act()),
+            conv2=nn.Sequential(nn.Conv2d(12, 12, 5, stride=2, padding=2), act()),
+            conv3=nn.Sequential(nn.Conv2d(12, 12, 5, stride=1, padding=2), act()),
+            logits=nn.Sequential(nn.Flatten(), nn.Linear(12 * side * side, num_classes)),
+        )
+        super().__init__(blocks, (in_channels, int(input_size), int(input_size)))
+        if seed is not None:
+            uniform_init_(self, seed=seed)
+
+
+def uniform_init_(model: nn.Module, low: float = -0.5, high: float = 0.5, seed: int = 1234) -> nn.Module:
+    """DLG's initialisation: every parameter of ``model`` drawn from U(``low``, ``high``), in
+    ``model.parameters()`` order, from a generator seeded with ``seed``. (DLG's code calls
+    ``torch.manual_seed(1234)`` and then draws each module's weight, then bias, in the same order,
+    so a :class:`DLGLeNet` gets exactly the reference's weights.) Returns ``model``."""
+    if not low < high:
+        raise ValueError(f"Need low < high, got {low}, {high}.")
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.empty(p.shape).uniform_(low, high, generator=g).to(p))
+    return model
+
+
+TORCHVISION_ARCHITECTURES = ("resnet18", "densenet121", "inception_v3")
+MIN_INPUT_SIZE = {"resnet18": 8, "densenet121": 32, "inception_v3": 75}
+
+
+def torchvision_model(name: str, num_classes: int = 10, in_channels: int = 3, activation: str = "relu",
+                      seed: int = 0) -> nn.Module:
+    """A torchvision architecture at random initialisation (no pretrained weights), seeded.
+
+    ``name``: ``"resnet18"``, ``"densenet121"`` or ``"inception_v3"`` (built without its auxiliary
+    classifier and without ImageNet input re-normalisation). ``in_channels`` replaces the first
+    convolution when it is not 3. ``activation="sigmoid"`` swaps every ``nn.ReLU`` *module* for
+    ``nn.Sigmoid`` (what the DLG slides did to ResNet-18); it is refused for Inception-v3, whose
+    ReLUs are functional calls a module swap cannot reach. Smallest input sides:
+    :data:`MIN_INPUT_SIZE`. The model is returned in eval mode (BatchNorm then uses its initial
+    running statistics, an identity), so a batch of one image works for every architecture.
+    """
+    import torchvision
+
+    key = str(name).lower().replace("-", "").replace("_", "")
+    names = {n.replace("_", ""): n for n in TORCHVISION_ARCHITECTURES}
+    if key not in names:
+        raise ValueError(f"Unknown architecture {name!r}; expected one of {TORCHVISION_ARCHITECTURES}.")
+    name = names[key]
+    if activation not in ("relu", "sigmoid"):
+        raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}.")
+    if activation == "sigmoid" and name == "inception_v3":
+        raise ValueError("Inception-v3 applies ReLU as a function inside every convolution block; "
+                         "activation='sigmoid' cannot be applied to it. Use activation='relu'.")
+    if num_classes < 2 or in_channels < 1:
+        raise ValueError(f"Need num_classes >= 2 and in_channels >= 1, got {num_classes}, {in_channels}.")
+    torch.manual_seed(int(seed))
+    if name == "inception_v3":
+        model = torchvision.models.inception_v3(weights=None, num_classes=num_classes, aux_logits=False,
+                                                transform_input=False, init_weights=True)
+    else:
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        parent, attr = {"resnet18": (model, "conv1"), "densenet121": (model.features, "conv0"),
+                        "inception_v3": (model.Conv2d_1a_3x3, "conv")}[name]
+        old = getattr(parent, attr)
+        setattr(parent, attr, nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride,
+                                        old.padding, bias=old.bias is not None))
+    if activation == "sigmoid":
+        for module in list(model.modules()):
+            for child_name, child in module.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(module, child_name, nn.Sigmoid())
+    return model.eval()

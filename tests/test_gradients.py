@@ -1,0 +1,286 @@
+"""Gradient inversion (chapter 06): shared gradients, iDLG's label, the gradient matcher's three paths,
+the batched L-BFGS, DLG / iDLG / Inverting Gradients on small random networks, and bad inputs."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixcon_lite.attacks.gradients import (GradientMatcher, check_gradients, dlg, final_linear, idlg_label,
+                                           invert_gradients, noisy_gradients, prune_gradients,
+                                           shared_gradients, soft_cross_entropy)
+from mixcon_lite.attacks.lbfgs import BatchedLBFGS
+from mixcon_lite.attacks.result import AttackResult
+from mixcon_lite.models import DLGLeNet, uniform_init_
+
+
+def small_lenet(seed=0, in_channels=3, size=8, classes=5, activation="sigmoid"):
+    return DLGLeNet(in_channels=in_channels, num_classes=classes, input_size=size, activation=activation,
+                    seed=seed)
+
+
+def smooth_images(n, c=3, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, c, 3, 3, generator=g)
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=True)
+
+
+# ---------------------------------------------------------------- labels --------------------------
+@pytest.mark.parametrize("seed", range(5))
+def test_idlg_label_recovers_the_label_on_random_networks(seed):
+    g = torch.Generator().manual_seed(seed)
+    for activation in ("sigmoid", "relu"):
+        model = small_lenet(seed=seed, classes=10, activation=activation)
+        y = torch.randint(0, 10, (1,), generator=g)
+        grads = shared_gradients(model, torch.rand(1, 3, 8, 8, generator=g), y)
+        assert idlg_label(model, grads) == int(y)
+
+
+def test_final_linear_and_label_errors():
+    model = small_lenet()
+    layer, index = final_linear(model)
+    assert layer is model.blocks.logits[1] and list(model.parameters())[index] is layer.weight
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        final_linear(nn.Sequential(nn.Conv2d(3, 2, 3)))
+    grads = shared_gradients(model, torch.rand(1, 3, 8, 8), torch.tensor([1]))
+    with pytest.raises(ValueError, match="one gradient per model parameter"):
+        idlg_label(model, grads[:-1])
+    with pytest.raises(ValueError, match="shape"):
+        idlg_label(model, [g.T if g.ndim == 2 else g for g in grads])
+
+
+# ---------------------------------------------------------------- matcher -------------------------
+def _reference_terms(model, target, x, y):
+    out = []
+    for xk, yk in zip(x, y):
+        loss = soft_cross_entropy(model(xk), yk)
+        g = torch.autograd.grad(loss, list(model.parameters()))
+        out.append([sum(((a - t) ** 2).sum() for a, t in zip(g, target)),
+                    sum((a * t).sum() for a, t in zip(g, target)), sum((a * a).sum() for a in g)])
+    return torch.tensor(out, dtype=torch.float64).T
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_matcher_paths_agree_with_autograd(n):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Sigmoid(), nn.Conv2d(3, 4, 3, dilation=2),
+                          nn.Sigmoid(), nn.Flatten(), nn.Linear(4 * 4, 6), nn.ReLU(), nn.Linear(6, 4))
+    x_true = torch.rand(n, 2, 12, 12)
+    target = shared_gradients(model, x_true, torch.arange(n) % 4)
+    K = 3
+    x = torch.randn(K, n, 2, 12, 12, requires_grad=True)
+    y = torch.softmax(torch.randn(K, n, 4), -1)
+    want = _reference_terms(model, target, x.detach(), y)
+    for path in ("hooks", "vmap", "loop"):
+        m = GradientMatcher(model, target, n=n, path=path)
+        got = torch.stack(m.terms(x, y))
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-7), path
+        gx, = torch.autograd.grad(got[0].sum(), x)
+        assert torch.isfinite(gx).all() and gx.abs().sum() > 0
+    # the input gradient of each candidate depends on that candidate only, on every path
+    for path in ("hooks", "vmap"):
+        m = GradientMatcher(model, target, n=n, path=path)
+        dist = m.terms(x, y)[0]
+        gx, = torch.autograd.grad(dist[1], x)
+        assert gx[0].abs().max() == 0 and gx[2].abs().max() == 0 and gx[1].abs().max() > 0
+    assert GradientMatcher(model, target, n=n).path_for(K) == "hooks"
+
+
+def test_matcher_falls_back_for_batchnorm_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
+    model.train()
+    target = shared_gradients(model, torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    m = GradientMatcher(model, target, n=2)
+    assert m.path_for(3) == "vmap" and m.path_for(1) == "loop"
+    with pytest.raises(ValueError, match="path='hooks'"):
+        GradientMatcher(model, target, n=2, path="hooks").path_for(2)
+    x = torch.randn(3, 2, 1, 8, 8)
+    y = torch.softmax(torch.randn(3, 2, 4), -1)
+    vm = torch.stack(m.terms(x, y))
+    lp = torch.stack(GradientMatcher(model, target, n=2, path="loop").terms(x, y))
+    assert torch.allclose(vm, lp, rtol=1e-4)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(mod.track_running_stats for mod in model.modules() if isinstance(mod, nn.BatchNorm2d))
+
+
+def test_matcher_rejects_bad_inputs():
+    model = small_lenet()
+    grads = shared_gradients(model, torch.rand(1, 3, 8, 8), torch.tensor([0]))
+    with pytest.raises(ValueError, match="path"):
+        GradientMatcher(model, grads, path="fast")
+    with pytest.raises(ValueError, match="n must be"):
+        GradientMatcher(model, grads, n=0)
+    with pytest.raises(ValueError, match=r"terms expects"):
+        GradientMatcher(model, grads, n=2).terms(torch.zeros(1, 1, 3, 8, 8), torch.zeros(1, 1, 5))
+
+
+# ---------------------------------------------------------------- L-BFGS --------------------------
+def _rosen(x):
+    return ((x[..., 1:] - x[..., :-1] ** 2) ** 2).sum(-1) * 0.5 + ((1 - x) ** 2).sum(-1) * 0.1
+
+
+@pytest.mark.parametrize("history", [3, 100])
+def test_batched_lbfgs_follows_torch_lbfgs_per_row(history):
+    torch.manual_seed(0)
+    K, dim, steps = 3, 5, 15
+    x0 = torch.randn(K, dim, dtype=torch.float64)
+    opt = BatchedLBFGS(K, dim, history_size=history, dtype=torch.float64)
+    x, traj = x0.clone(), []
+    for _ in range(steps):
+        xx = x.clone().requires_grad_(True)
+        g, = torch.autograd.grad(_rosen(xx).sum(), xx)
+        x = opt.step(x, g)
+        traj.append(x)
+    traj = torch.stack(traj, 1)
+    for k in range(K):
+        xr = x0[k].clone().requires_grad_(True)
+        ref = torch.optim.LBFGS([xr], lr=1, max_iter=1, history_size=history, tolerance_grad=-1,
+                                tolerance_change=-1)
+        for s in range(steps):
+            def closure():
+                ref.zero_grad()
+                loss = _rosen(xr)
+                loss.backward()
+                return loss
+            ref.step(closure)
+            assert torch.allclose(xr.detach(), traj[k, s], atol=1e-10), (k, s)
+
+
+def test_batched_lbfgs_reset_and_bad_shapes():
+    opt = BatchedLBFGS(2, 3, history_size=4)
+    x = torch.zeros(2, 3)
+    x = opt.step(x, torch.ones(2, 3))
+    x = opt.step(x, torch.full((2, 3), 0.5))
+    assert opt.count.tolist() == [1, 1]
+    opt.reset(torch.tensor([True, False]))
+    assert opt.count.tolist() == [0, 1] and bool(opt.fresh[0]) and not bool(opt.fresh[1])
+    with pytest.raises(ValueError, match="step expects"):
+        opt.step(torch.zeros(3, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="lr"):
+        BatchedLBFGS(2, 3, lr=0)
+
+
+# ---------------------------------------------------------------- attacks -------------------------
+def test_dlg_recovers_a_small_image_and_label():
+    model = small_lenet(seed=3, classes=5)
+    x = smooth_images(1, seed=1)
+    grads = shared_gradients(model, x, torch.tensor([2]))
+    res = dlg(model, grads, (3, 8, 8), 5, steps=400, restarts=2, seed=0)
+    assert isinstance(res, AttackResult) and res.reconstruction.shape == (1, 3, 8, 8)
+    assert res.labels.tolist() == [2]
+    assert float(((res.reconstruction - x) ** 2).mean()) < 1e-3
+    assert res.extras["path"] == "hooks" and res.loss.shape == (1,)
+    assert res.history["loss"] == sorted(res.history["loss"], reverse=True)   # best so far: monotone
+    again = dlg(model, grads, (3, 8, 8), 5, steps=400, restarts=2, seed=0)
+    assert torch.equal(again.reconstruction, res.reconstruction)                # seeded
+
+
+def test_idlg_with_fixed_labels_and_snapshots():
+    model = small_lenet(seed=4, classes=5)
+    x = smooth_images(1, seed=2)
+    grads = shared_gradients(model, x, torch.tensor([4]))
+    label = idlg_label(model, grads)
+    res = dlg(model, grads, (3, 8, 8), 5, steps=30, labels=torch.tensor([label]), snapshot_every=10, tol=0)
+    assert res.labels.tolist() == [4] and res.extras["steps"] == 30
+    assert [s for s, _ in res.history["snapshots"]] == [0, 10, 20]
+    assert len(res.history["restart_loss"]) == 30 and len(res.history["restart_loss"][0]) == 1
+
+
+def test_dlg_restarts_are_independent_and_best_is_kept():
+    model = small_lenet(seed=5, classes=5)
+    grads = shared_gradients(model, smooth_images(1, seed=3), torch.tensor([1]))
+    res = dlg(model, grads, (3, 8, 8), 5, steps=20, restarts=3, seed=7, tol=0)
+    per = res.extras["restart_loss"]
+    assert per.shape == (3,) and math.isclose(float(res.loss[0]), float(per.min()), rel_tol=1e-6)
+    # restart k of a batched run equals the same start run alone when the histories are independent
+    alone = dlg(model, grads, (3, 8, 8), 5, steps=20, restarts=1, seed=7, tol=0)
+    assert math.isclose(alone.history["restart_loss"][-1][0], res.history["restart_loss"][-1][0], rel_tol=1e-3)
+
+
+def test_dlg_batch_of_two_and_vmap_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Sigmoid(), nn.Flatten(), nn.Linear(2 * 16, 3))
+    model.eval()
+    grads = shared_gradients(model, torch.rand(2, 1, 6, 6), torch.tensor([0, 2]))
+    res = dlg(model, grads, (1, 6, 6), 3, n=2, steps=5, restarts=2, tol=0)
+    assert res.reconstruction.shape == (2, 1, 6, 6) and res.labels.shape == (2,) and res.extras["path"] == "vmap"
+
+
+def test_invert_gradients_improves_and_respects_the_box():
+    model = small_lenet(seed=6, classes=5, activation="relu")
+    x = smooth_images(1, seed=4)
+    grads = shared_gradients(model, x, torch.tensor([3]))
+    res = invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), steps=150, restarts=2, tv_weight=1e-3)
+    rec = res.reconstruction
+    assert rec.shape == (1, 3, 8, 8) and rec.min() >= 0 and rec.max() <= 1
+    assert res.history["loss"][-1] < res.history["loss"][0]
+    assert res.extras["distance"] < 0.5
+    l2 = invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), steps=5, distance="l2", box=None,
+                          signed=False, lr_decay=False)
+    assert l2.reconstruction.shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, n=0),
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, steps=0),
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, restarts=1.5),
+    lambda m, g: dlg(m, g, (3, 8, 8), 1),
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, labels=torch.tensor([0, 1])),
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, labels=torch.tensor([7])),
+    lambda m, g: dlg(m, g, (3, 8, 8), 5, init="zeros"),
+    lambda m, g: dlg(m, g, "3x8x8", 5),
+    lambda m, g: dlg(m, g[:-1], (3, 8, 8), 5),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([0.5])),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([], dtype=torch.long)),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([9])),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([0]), distance="l1"),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([0]), box=(1, 0)),
+    lambda m, g: invert_gradients(m, g, (3, 8, 8), torch.tensor([0]), tv_weight=-1),
+    lambda m, g: prune_gradients(g, 1.0),
+    lambda m, g: noisy_gradients(g, -0.1),
+    lambda m, g: noisy_gradients(g, 0.1, kind="uniform"),
+])
+def test_attacks_reject_bad_inputs(call):
+    model = small_lenet()
+    grads = shared_gradients(model, torch.rand(1, 3, 8, 8), torch.tensor([0]))
+    with pytest.raises(ValueError):
+        call(model, grads)
+
+
+# ---------------------------------------------------------------- defences and models -------------
+def test_prune_and_noise():
+    g = [torch.arange(10.0).reshape(2, 5) - 4.5, torch.tensor([3.0, -0.1])]
+    pruned = prune_gradients(g, 0.5)
+    assert (pruned[0] == 0).sum() == 5 and pruned[0].abs().max() == 4.5
+    assert pruned[1].tolist() == [3.0, 0.0]
+    assert all(torch.equal(a, b) for a, b in zip(prune_gradients(g, 0.0), g))
+    big = [torch.zeros(20000)]
+    for kind in ("gaussian", "laplacian"):
+        noisy = noisy_gradients(big, 0.3, kind=kind, seed=1)[0]
+        assert abs(float(noisy.std()) - 0.3) < 0.01 and abs(float(noisy.mean())) < 0.01
+        assert torch.equal(noisy, noisy_gradients(big, 0.3, kind=kind, seed=1)[0])
+
+
+def test_dlg_lenet_matches_the_reference_architecture_and_init():
+    model = DLGLeNet()
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    assert shapes == [(12, 3, 5, 5), (12,), (12, 12, 5, 5), (12,), (12, 12, 5, 5), (12,), (100, 768), (100,)]
+    torch.manual_seed(1234)                       # DLG's code: seed, then U(-0.5, 0.5) module by module
+    for p, q in zip(DLGLeNet(seed=None).parameters(), model.parameters()):
+        assert torch.equal(torch.empty(p.shape).uniform_(-0.5, 0.5), q.detach())
+    assert DLGLeNet(1, 10, 28).blocks.logits[1].in_features == 588
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    with pytest.raises(ValueError):
+        DLGLeNet(num_classes=1)
+    with pytest.raises(ValueError):
+        uniform_init_(model, 0.5, -0.5)
+
+
+def test_check_gradients_is_kept():
+    model = small_lenet()
+    grads = shared_gradients(model, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))
+    assert len(check_gradients(model, grads)) == len(list(model.parameters()))

@@ -5,6 +5,7 @@
 * :mod:`.weights` — from the trained weights alone (chapter 08), when that chapter lands.
 """
 from . import features
+from . import gradients
 from .result import AttackResult
 
-__all__ = ["AttackResult", "features"]
+__all__ = ["AttackResult", "features", "gradients"]

@@ -114,3 +114,65 @@ def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01,
     bar.close()
     model.eval()
     return history
+
+
+def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, steps: int = 1000,
+                 lr: float = 0.01, normalized: bool = False, weight_decay: float = 0.0,
+                 log_every: int = 10, progress: bool | None = None) -> dict:
+    """Full-batch gradient descent on the logistic loss with labels ±1 (chapter 08's victim).
+
+    Minimises :math:`\\frac1N\\sum_i \\log(1 + e^{-y_i \\Phi(x_i)})` for a model with one output
+    (``model(x)`` of shape ``[N, 1]`` or ``[N]``), in place, for ``steps`` plain GD steps.
+
+    ``normalized=True`` divides the step by the current loss (GD with a loss-scaled learning rate,
+    as Lyu & Li use to reach the max-margin regime faster; the plain GD of the theorem is
+    ``False``). ``weight_decay`` adds :math:`\\frac{wd}{2}\\lVert\\theta\\rVert^2` to the loss.
+
+    Returns a history every ``log_every`` steps: ``step``, ``loss``, ``margin``
+    (:math:`\\min_i y_i\\Phi(x_i)`, positive once every sample is classified right), ``train_error``
+    and ``param_norm`` (:math:`\\lVert\\theta\\rVert`).
+    """
+    if not torch.is_tensor(x) or not torch.is_tensor(y_pm1) or x.ndim < 2 or len(x) != len(y_pm1.reshape(-1)):
+        raise ValueError("train_margin needs tensors x [N, ...] and y_pm1 [N] with the same N.")
+    y = y_pm1.reshape(-1).to(x.dtype)
+    if not bool(((y == 1) | (y == -1)).all()):
+        raise ValueError("Labels must be ±1 for the logistic loss; map 0/1 labels with 2 * y - 1.")
+    steps = positive_int(steps, "steps")
+    log_every = positive_int(log_every, "log_every")
+    if not lr > 0 or weight_decay < 0:
+        raise ValueError(f"lr must be positive and weight_decay >= 0, got {lr!r}, {weight_decay!r}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    history = {"step": [], "loss": [], "margin": [], "train_error": [], "param_norm": []}
+    model.train()
+    bar = progress_bar(total=steps, desc="training (full batch)", progress=progress)
+    for step in range(steps):
+        out = model(x).reshape(-1)
+        if out.shape != y.shape:
+            bar.close()
+            raise ValueError(f"train_margin needs a model with one output per sample; got output of shape "
+                             f"{tuple(model(x[:1]).shape)} per input. Use num_classes=1.")
+        loss = F.softplus(-y * out).mean()
+        if not torch.isfinite(loss):
+            bar.close()
+            raise FloatingPointError(f"Training diverged (loss = {loss.item()}); lower lr (now {lr}).")
+        if step % log_every == 0 or step == steps - 1:
+            with torch.no_grad():
+                margins = y * out
+                history["step"].append(step)
+                history["loss"].append(loss.item())
+                history["margin"].append(float(margins.min()))
+                history["train_error"].append(float((margins <= 0).float().mean()))
+                history["param_norm"].append(float(torch.sqrt(sum((p ** 2).sum() for p in params))))
+            bar.set_postfix(loss=f"{loss.item():.2e}")
+        total = loss
+        if weight_decay > 0:
+            total = total + 0.5 * weight_decay * sum((p ** 2).sum() for p in params)
+        grads = torch.autograd.grad(total, params)
+        scale = lr / max(float(loss), 1e-30) if normalized else lr
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(scale * g)
+        bar.update(1)
+    bar.close()
+    model.eval()
+    return history

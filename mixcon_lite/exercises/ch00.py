@@ -1,4 +1,5 @@
-"""Checkers for chapter 00 (A first look): ``check_total_variation``, ``check_psnr``, ``check_deeper_cut``."""
+"""Checkers for chapter 00 (A first look): ``check_total_variation``, ``check_psnr``,
+``check_deeper_cut``."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from .core import CheckResult, call_student, as_1d
+from .core import CheckResult, as_1d, call_student
 
 
 def check_total_variation(fn) -> CheckResult:
@@ -39,13 +40,14 @@ def check_total_variation(fn) -> CheckResult:
 
 
 def check_psnr(fn) -> CheckResult:
-    """Chapter 00: ``fn(x, y)`` for images in [0, 1] must return PSNR in dB per image pair, ``inf``
-    for identical images."""
+    """Chapter 00: ``fn(x, y)`` for images in [0, 1] must return PSNR in dB per image pair
+    (the MSE of each image, data range 1), ``inf`` for identical images."""
     from ..metrics import psnr
 
     g = torch.Generator().manual_seed(7)
     x = torch.rand(4, 1, 10, 10, generator=g)
-    y = (x + 0.1 * torch.randn(4, 1, 10, 10, generator=g)).clamp(0, 1)
+    noise = torch.tensor([0.02, 0.05, 0.1, 0.2]).view(4, 1, 1, 1)  # a different error per image
+    y = (x + noise * torch.randn(4, 1, 10, 10, generator=g)).clamp(0, 1)
     out, fail = call_student(fn, x.clone(), y.clone())
     if fail is not None:
         return fail
@@ -54,8 +56,10 @@ def check_psnr(fn) -> CheckResult:
         return fail
     want = psnr(x, y)
     if not np.allclose(got, want, rtol=1e-4):
-        return CheckResult(False, f"Expected {np.round(want, 3)} dB, got {np.round(got, 3)}. "
-                                  "PSNR = 10 log10(1 / MSE) for data range 1, with the MSE of each image.")
+        hint = "PSNR = 10 log10(1 / MSE) for data range 1, with the MSE of each image."
+        if np.allclose(got, got[0], rtol=1e-6):
+            hint += " Your values are all equal: is the MSE taken over the whole batch?"
+        return CheckResult(False, f"Expected {np.round(want, 3)} dB, got {np.round(got, 3)}. {hint}")
     out, fail = call_student(fn, x[:1].clone(), x[:1].clone())
     if fail is not None:
         return fail
@@ -64,23 +68,87 @@ def check_psnr(fn) -> CheckResult:
         return fail
     if not math.isinf(same[0]) or same[0] < 0:
         return CheckResult(False, f"Identical images should give PSNR = +inf, got {same[0]}.")
-    return CheckResult(True, f"PSNR matches ({np.round(got, 2)} dB) and identical images give +inf.")
+    return CheckResult(True, f"PSNR matches ({np.round(got, 2)} dB for four noise levels) and "
+                             "identical images give +inf.")
 
 
-def check_deeper_cut(ssim_block1: float, ssim_block2: float) -> CheckResult:
-    """Chapter 00: the mean SSIMs you measured inverting after ``block1`` and after ``block2``.
-    The check: both are valid SSIM values and the deeper cut leaks less."""
+def _reconstruction(out, images: torch.Tensor, cut: str):
+    """The student's reconstruction as a float tensor shaped like ``images``, or a failing verdict."""
+    if not torch.is_tensor(out):
+        return None, CheckResult(False, f"attack(model, {cut!r}, images) should return a tensor, "
+                                        f"got {type(out).__name__}.")
+    if tuple(out.shape) != tuple(images.shape):
+        return None, CheckResult(False, f"attack(model, {cut!r}, images) should return reconstructions "
+                                        f"shaped like the images {tuple(images.shape)}, got {tuple(out.shape)}.")
+    out = out.detach().float().cpu()
+    if not torch.isfinite(out).all() or out.min() < -1e-6 or out.max() > 1 + 1e-6:
+        return None, CheckResult(False, f"The reconstructions from {cut!r} must be finite images in [0, 1] "
+                                        "(invert clamps to the pixel box).")
+    return out.clamp(0, 1), None
+
+
+def check_deeper_cut(attack, model, images, shallow: str = "block1", deep: str = "block2") -> CheckResult:
+    """Chapter 00: ``attack(model, cut, images)`` must return reconstructions ``[N, C, H, W]`` in
+    [0, 1] of ``images`` recovered from their representation after block ``cut``.
+
+    The checker runs the attack itself after ``shallow`` and after ``deep``, and measures:
+
+    1. each reconstruction is an inversion of its own cut: its representation after that cut is
+       closer to the observed one than the grey starting image's is (an attack that returns grey or
+       random images fails), and the ``deep`` reconstruction does *not* match the ``shallow``
+       representation as well as the ``shallow`` reconstruction does (an attack that ignores
+       ``cut`` fails);
+    2. the mean SSIM it computes: the deeper cut leaks less.
+    """
+    from ..metrics import ssim
+    from ..models import SplitNet
+
+    if not isinstance(model, SplitNet):
+        return CheckResult(False, "Pass the chapter's trained LeNet-5 `model` as the second argument.")
+    if not torch.is_tensor(images) or images.ndim != 4 or len(images) < 1:
+        return CheckResult(False, "Pass the private images (`private`, [N, 1, 28, 28]) as the third argument.")
     try:
-        s1, s2 = float(ssim_block1), float(ssim_block2)
-    except (TypeError, ValueError):
-        return CheckResult(False, "Pass the two mean SSIMs as numbers, e.g. float(scores.mean()).")
-    if not (-1 <= s1 <= 1 and -1 <= s2 <= 1):
-        return CheckResult(False, f"SSIM lies in [-1, 1]; got {s1:.3f} and {s2:.3f}. Did you pass SSIM values?")
-    if abs(s1 - s2) < 1e-9:
-        return CheckResult(False, "The two values are identical: did you invert the block2 representation "
-                                  "with cut='block2'?")
+        if not model.cut_index(shallow) < model.cut_index(deep):
+            return CheckResult(False, f"{shallow!r} must come before {deep!r} in the model.")
+    except ValueError as err:
+        return CheckResult(False, str(err))
+    was_training = model.training
+    model.eval()
+    images = images.detach().float()
+    recon, residual, scores = {}, {}, {}
+    try:
+        for cut in (shallow, deep):
+            out, fail = call_student(attack, model, cut, images.clone())
+            if fail is not None:
+                return fail
+            recon[cut], fail = _reconstruction(out, images, cut)
+            if fail is not None:
+                return fail
+            scores[cut] = float(ssim(images, recon[cut]).mean())
+        with torch.no_grad():
+            def err(x, cut):
+                return (model.forward_to(x, cut) - model.forward_to(images, cut)).pow(2).mean().item()
+            grey = torch.full_like(images, 0.5)
+            for cut in (shallow, deep):
+                residual[cut] = err(recon[cut], cut)
+                if not residual[cut] < 0.5 * err(grey, cut):
+                    return CheckResult(False, f"Your reconstructions from {cut!r} match the {cut!r} representation "
+                                              f"no better than a grey image does (feature MSE {residual[cut]:.3g}): "
+                                              "does `attack` invert h = model.forward_to(images, cut)?")
+            deep_at_shallow = err(recon[deep], shallow)
+    finally:
+        model.train(was_training)
+    if deep_at_shallow <= 2 * residual[shallow]:
+        return CheckResult(False, f"Your {deep!r} reconstructions match the {shallow!r} representation as well as "
+                                  f"your {shallow!r} ones do (feature MSE {deep_at_shallow:.3g} vs "
+                                  f"{residual[shallow]:.3g}): does `attack` use its `cut` argument for both "
+                                  "the representation and invert?")
+    s1, s2 = scores[shallow], scores[deep]
     if s2 >= s1:
-        return CheckResult(False, f"block2 gave SSIM {s2:.3f} >= block1's {s1:.3f}. With the chapter's settings "
-                                  "the deeper cut should leak less; check you used the block2 features and cut.")
-    return CheckResult(True, f"block1 {s1:.3f} > block2 {s2:.3f}: the 400 numbers after block2, after two "
-                             "poolings, pin the image down less than the 1,176 after block1.")
+        return CheckResult(False, f"Measured mean SSIM {s2:.3f} after {deep!r} >= {s1:.3f} after {shallow!r}. "
+                                  "With the chapter's settings the deeper cut should leak less; check the "
+                                  "attack's settings (steps, TV weight) are the same at both cuts.")
+    size = {cut: math.prod(model.representation_shape(cut)) for cut in (shallow, deep)}
+    return CheckResult(True, f"measured by running your attack: mean SSIM {s1:.3f} after {shallow!r} > "
+                             f"{s2:.3f} after {deep!r}. The {size[deep]:,} numbers after {deep!r} pin the "
+                             f"image down less than the {size[shallow]:,} after {shallow!r}.")

@@ -36,24 +36,92 @@ def check_delta(fn) -> CheckResult:
     return CheckResult(True, "δ matches on random points, a 2-point set, duplicates (δ = 0) and a collinear set.")
 
 
-def check_linear_delta_bound(weight, x, predicted) -> CheckResult:
-    """Chapter 01: ``predicted`` should be the Lipschitz upper bound on δ after ``h = x @ weight.T``,
-    i.e. ``||weight||_2 * δ(x)`` (largest singular value times the input's δ)."""
+def _bound_cases(weight=None, x=None):
+    """(name, W, x) cases for :func:`check_linear_delta_bound`: the student's own layer, a random
+    one, two where the spectral bound is attained exactly, one where δ after the layer is 0 though
+    the closest inputs stay apart, and a huge-scale one."""
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    if weight is not None and x is not None:
+        cases.append(("your W and x", torch.as_tensor(weight, dtype=torch.float64).detach(),
+                      torch.as_tensor(x, dtype=torch.float64).detach().reshape(len(x), -1)))
+    w_rand, x_rand = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(30, 4, generator=g,
+                                                                                      dtype=torch.float64)
+    cases.append(("a random 5x4 W", w_rand, x_rand))
+    for norm in (3.0, 0.5):  # an expanding and a contracting layer
+        w = torch.randn(6, 6, generator=g, dtype=torch.float64)
+        w *= norm / torch.linalg.matrix_norm(w, ord=2)
+        top = torch.linalg.svd(w).Vh[0]               # the direction W stretches most
+        pts = torch.randn(12, 6, generator=g, dtype=torch.float64) * 10   # far apart ...
+        pts[1] = pts[0] + 0.01 * top                  # ... except one pair, 0.01 apart along it
+        cases.append((f"a {norm:g}-Lipschitz W where the bound is attained", w, pts))
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64)     # W has a null space
+    vh = torch.linalg.svd(w).Vh
+    pts = torch.randn(12, 4, generator=g, dtype=torch.float64) * 10
+    pts[1] = pts[0] + 0.01 * vh[0]                    # the closest inputs ...
+    pts[3] = pts[2] + vh[-1]                          # ... but this pair collapses to one point
+    cases.append(("a W that maps two inputs to one point", w, pts))
+    cases.append(("a random W with inputs scaled by 1e6", w_rand, x_rand * 1e6))
+    return cases
+
+
+def check_linear_delta_bound(bound_fn, weight=None, x=None) -> CheckResult:
+    r"""Chapter 01: ``bound_fn(W, x)`` must return an upper bound on δ of the rows of ``x @ W.T``
+    (a linear layer; a bias cancels in differences) computed from ``W`` and ``x`` without measuring
+    δ after the layer, e.g. :math:`\lVert W\rVert_2\,\delta(x)`.
+
+    Why it holds: if :math:`(a, b)` is the closest pair of inputs, :math:`\delta_{\rm out} \le
+    \lVert W(x_a - x_b)\rVert_2 \le \lVert W\rVert_2\,\delta(x)`. Any bound implied by a correct
+    argument passes (also looser ones such as the Frobenius norm :math:`\lVert W\rVert_F\,\delta(x)`
+    or the closest input pair's own image :math:`\lVert W(x_a-x_b)\rVert_2`); a bound that is
+    violated on some case fails. The cases include ``(weight, x)`` when given (the chapter's ``fc2``
+    weight and ``fc1`` representations), layers where :math:`\lVert W\rVert_2\,\delta(x)` is attained
+    exactly (so δ(x) alone, the smallest singular value or :math:`\lVert W\rVert_2^2\delta(x)` fail),
+    a layer that maps two inputs to one point while the closest inputs stay apart (so δ measured
+    after the layer is recognised as a measurement, not a prediction) and inputs scaled by 10⁶ (so
+    a fixed number fails).
+    """
     from ..separability import min_pairwise_distance as delta
 
     try:
-        w = torch.as_tensor(weight, dtype=torch.float64)
-        xs = torch.as_tensor(x, dtype=torch.float64)
-        p = float(predicted)
-    except (TypeError, ValueError):
-        return CheckResult(False, "Pass the weight matrix, the inputs and your predicted bound (a number).")
-    bound = torch.linalg.matrix_norm(w, ord=2).item() * delta(xs)
-    measured = delta(xs @ w.T)
-    if not math.isclose(p, bound, rel_tol=1e-3):
-        return CheckResult(False, f"Expected ||W||_2 * δ(x) = {bound:.4f}, got {p:.4f}. Use the largest singular "
-                                  "value (torch.linalg.matrix_norm(W, ord=2)), not the Frobenius norm.")
-    return CheckResult(True, f"bound {bound:.4f} >= measured δ after the layer {measured:.4f}: a layer can "
-                             "shrink the gap, by at most its Lipschitz constant; it never grows it beyond that.")
+        cases = _bound_cases(weight, x)
+    except (TypeError, ValueError, RuntimeError):
+        return CheckResult(False, "Pass your function, then the weight matrix W [out, in] and the inputs x [N, in].")
+    report = None
+    for name, w, xs in cases:
+        if xs.ndim != 2 or xs.shape[1] != w.shape[1] or len(xs) < 2:
+            return CheckResult(False, f"{name}: x must be [N, {w.shape[1]}] with N >= 2 to go through W "
+                                      f"{tuple(w.shape)}; got {tuple(xs.shape)}.")
+        out, fail = call_student(bound_fn, w.clone(), xs.clone())
+        if fail is not None:
+            return fail
+        try:
+            b = float(out)
+        except (TypeError, ValueError):
+            return CheckResult(False, f"delta_bound should return one number, got {type(out).__name__}.")
+        measured = delta(xs @ w.T)
+        spectral = torch.linalg.matrix_norm(w, ord=2).item() * delta(xs)
+        if not math.isfinite(b):
+            return CheckResult(False, f"{name}: your bound is {b}; return a finite number.")
+        if b < measured * (1 - 1e-6):
+            return CheckResult(False, f"{name}: your bound {b:.6g} is below the measured δ after the layer "
+                                      f"{measured:.6g}, so it is not an upper bound. Which pair of inputs do you "
+                                      "know is at distance δ(x), and how far can W stretch their difference?")
+        d_in, (a, c) = delta(xs, return_pair=True)
+        pair_image = (w @ (xs[a] - xs[c])).norm().item()
+        if math.isclose(b, measured, rel_tol=1e-9) and pair_image > measured * (1 + 1e-6):
+            return CheckResult(False, f"{name}: your value equals δ measured after the layer ({measured:.6g}). "
+                                      "That is a measurement; predict a bound from δ(x) and W instead.")
+        if report is None:
+            report = (name, b, measured, spectral)
+    name, b, measured, spectral = report
+    looser = "" if b <= spectral * (1 + 1e-6) else (
+        f" Valid but looser than ||W||_2 δ(x) = {spectral:.4g}, the best bound that uses only ||W||_2 and δ(x) "
+        "(it is attained in two of the test cases).")
+    return CheckResult(True, f"valid on all {len(cases)} cases. On {name}: bound {b:.4g} >= measured δ after "
+                             f"the layer {measured:.4g} (ratio {b / measured:.2f}). A layer can stretch δ by at "
+                             "most its Lipschitz constant ||W||_2, but it can shrink δ without limit (to 0 when "
+                             f"two inputs differ along W's null space).{looser}")
 
 
 def check_unfittable(x, y) -> CheckResult:
@@ -66,7 +134,7 @@ def check_unfittable(x, y) -> CheckResult:
         return CheckResult(False, "Pass a tensor x [N, d] and labels y [N].")
     if len(xs) != len(ys) or len(xs) < 2:
         return CheckResult(False, f"Need N >= 2 points with one label each, got {len(xs)} points and {len(ys)} labels.")
-    same = torch.cdist(xs, xs) == 0
+    same = (xs[:, None, :] == xs[None, :, :]).all(-1)   # exact duplicates (cdist rounds)
     conflict = same & (ys[:, None] != ys[None, :])
     if not conflict.any():
         if same.sum() > len(xs):

@@ -52,11 +52,12 @@ def image_grid(images, titles=None, ncols: int | None = None, axes=None, size: f
     return fig
 
 
-def compare_rows(rows: dict, scores: dict | None = None, size: float = 1.3, score_name: str = "SSIM"):
+def compare_rows(rows: dict, scores: dict | None = None, size: float = 1.3, score_name: str = "SSIM",
+                 title: str | None = None):
     """Rows of images aligned by column, e.g. ``{"original": x, "recovered": x_hat}``.
 
     ``scores``: optional ``{row name: per-image scores}`` printed under each image of that row.
-    Returns the ``Figure``.
+    ``title``: optional figure title. Returns the ``Figure``.
     """
     import matplotlib.pyplot as plt
 
@@ -79,6 +80,8 @@ def compare_rows(rows: dict, scores: dict | None = None, size: float = 1.3, scor
             if scores and name in scores:
                 ax.set_xlabel(f"{score_name} {scores[name][c]:.2f}", fontsize=7)
         axes[r, 0].set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -20,6 +20,9 @@ def test_compare_rows_and_history():
     x = torch.rand(3, 1, 8, 8)
     fig = viz.compare_rows({"a": x, "b": x}, scores={"b": [0.5, 0.6, 0.7]})
     assert len(fig.axes) == 6 and fig.axes[3].get_xlabel() == "SSIM 0.50"
+    assert fig._suptitle is None
+    titled = viz.compare_rows({"a": x}, title="Recovered images")
+    assert titled._suptitle.get_text() == "Recovered images"
     ax = viz.plot_history({"loss": [1.0, 0.5], "train_accuracy": [0.5, 0.8], "eval_accuracy": []})
     assert len(ax.get_lines()) == 1
     plt.close("all")

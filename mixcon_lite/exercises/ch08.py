@@ -1,0 +1,129 @@
+"""Checkers for chapter 08 (Reconstructing training data from weights): ``check_linear_lambda``,
+``check_homogeneity_degree``, ``check_nnls_residual``."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .core import CheckResult, as_1d, call_student
+
+
+def _separable(seed: int, n: int, d: int):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+    x = rng.normal(size=(n, d))
+    score = x @ w
+    x = x + 0.5 * np.sign(score)[:, None] * w / np.linalg.norm(w)  # push the classes apart
+    return x, np.sign(x @ w)
+
+
+def check_linear_lambda(fn) -> CheckResult:
+    """Chapter 08: ``fn(X, y)`` (NumPy ``[n, d]`` and ±1 labels ``[n]``) must return the KKT multipliers
+    λ ``[n]`` of the hard-margin linear classifier without bias,
+    ``min ||w||^2 / 2  s.t.  y_i w.x_i >= 1``, for which ``w = sum_i λ_i y_i x_i``.
+
+    The checker verifies the KKT conditions from the λ you return (the problem is convex, so they
+    certify the maximum-margin ``w``): λ ≥ 0, every margin ``y_i w.x_i ≥ 1``, and ``λ_i = 0`` wherever
+    the margin exceeds 1.
+    """
+    for seed, (n, d) in enumerate([(8, 2), (12, 3), (20, 5)]):
+        x, y = _separable(seed, n, d)
+        out, fail = call_student(fn, x.copy(), y.copy())
+        if fail is not None:
+            return fail
+        lam, fail = as_1d(out, n, "your function")
+        if fail is not None:
+            return fail
+        if (lam < -1e-6).any():
+            return CheckResult(False, f"Dataset {seed}: some λ are negative ({lam.min():.3g}); KKT multipliers "
+                                      "of inequality constraints are >= 0.")
+        w = (lam * y) @ x
+        margin = y * (x @ w)
+        if margin.min() < 1 - 1e-3:
+            return CheckResult(False, f"Dataset {seed}: w = sum λ_i y_i x_i violates a constraint (smallest "
+                                      f"margin {margin.min():.4f} < 1). Your λ are too small or do not solve "
+                                      "the dual problem.")
+        slack = np.abs(lam * (margin - 1))
+        if slack.max() > 1e-3 * max(1.0, lam.max()):
+            i = int(slack.argmax())
+            return CheckResult(False, f"Dataset {seed}: sample {i} has margin {margin[i]:.3f} > 1 but λ = "
+                                      f"{lam[i]:.3f}; only samples exactly on the margin may carry λ > 0 "
+                                      "(complementary slackness).")
+    return CheckResult(True, "your λ satisfy every KKT condition on three datasets: w = Σ λ_i y_i x_i is the "
+                             "maximum-margin direction, and only the samples on the margin carry weight.")
+
+
+def check_homogeneity_degree(fn) -> CheckResult:
+    """Chapter 08: ``fn(model)`` must return the degree ``L`` with ``Phi(c θ; x) = c^L Phi(θ; x)`` for all
+    ``c > 0``, measured numerically (scale every parameter, compare outputs), or ``None`` when the model
+    is not positively homogeneous in its parameters (e.g. it has biases)."""
+    from ..models import MLP
+
+    cases = [(MLP(6, [5], 1, bias=False), 2), (MLP(6, [5, 4], 1, bias=False), 3),
+             (MLP(6, [5, 4, 3], 1, bias=False), 4), (MLP(6, [5, 4], 1, bias=True), None),
+             (MLP(6, [5], 1, bias=False, activation="tanh"), None)]
+    for i, (model, want) in enumerate(cases):
+        torch.manual_seed(i)
+        model.load_state_dict({k: torch.randn_like(v) for k, v in model.state_dict().items()})
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        got, fail = call_student(fn, model)
+        if fail is not None:
+            return fail
+        if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
+            return CheckResult(False, "Your function changed the model's weights in place; scale a copy "
+                                      "(copy.deepcopy(model)) instead.")
+        what = f"an MLP with widths {[m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]}"
+        if want is None:
+            if got is not None:
+                return CheckResult(False, f"For {what} with biases or tanh you returned {got!r}, but such a "
+                                          "network is not homogeneous: Phi(2θ; x) is not 2^L Phi(θ; x) for any L. "
+                                          "Return None when no degree fits.")
+        else:
+            try:
+                ok = got is not None and int(got) == want and float(got) == want
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                return CheckResult(False, f"For {what} (bias-free ReLU) the degree is {want}, you returned {got!r}.")
+    return CheckResult(True, "the degree is the number of weight layers for bias-free ReLU MLPs, and biases "
+                             "or tanh break homogeneity.")
+
+
+def check_nnls_residual(fn) -> CheckResult:
+    """Chapter 08: ``fn(G, theta)`` with ``G`` ``[n, P]`` (row ``i`` = ``y_i ∇θ Phi(x_i)``) and ``theta``
+    ``[P]`` (NumPy) must return ``(relative_residual, lam)``: the λ ≥ 0 minimising
+    ``||theta - G.T @ lam||`` and that minimum divided by ``||theta||``."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(8)
+    cases = []
+    g = rng.normal(size=(4, 30))
+    cases.append((g, g.T @ np.array([1.0, 0.0, 2.0, 0.5])))           # exact, with one λ = 0
+    g = rng.normal(size=(5, 40))
+    cases.append((g, g.T @ np.array([1.0, -1.0, 0.5, -0.3, 0.0]) + 0.1 * rng.normal(size=40)))  # signs matter
+    g = rng.normal(size=(6, 50))
+    cases.append((g, rng.normal(size=50)))
+    for i, (g, theta) in enumerate(cases):
+        out, fail = call_student(fn, g.copy(), theta.copy())
+        if fail is not None:
+            return fail
+        try:
+            res, lam = out
+            res = float(res)
+        except (TypeError, ValueError):
+            return CheckResult(False, "Return a pair (relative_residual, lam).")
+        lam, fail = as_1d(lam, len(g), "your λ")
+        if fail is not None:
+            return fail
+        want_lam, rnorm = nnls(g.T, theta)
+        want = rnorm / np.linalg.norm(theta)
+        if (lam < -1e-8).any():
+            return CheckResult(False, f"Case {i}: some λ are negative; use a non-negative solver "
+                                      "(scipy.optimize.nnls), not plain least squares.")
+        if abs(res - want) > 1e-5 + 1e-4 * want:
+            return CheckResult(False, f"Case {i}: expected relative residual {want:.5f}, got {res:.5f}. Divide "
+                                      "||theta - G.T @ lam|| by ||theta||, with lam >= 0.")
+        mine = np.linalg.norm(theta - g.T @ lam) / np.linalg.norm(theta)
+        if abs(mine - want) > 1e-5 + 1e-4 * want:
+            return CheckResult(False, f"Case {i}: your λ leave residual {mine:.5f}, the best λ >= 0 leave {want:.5f}.")
+    return CheckResult(True, "residual and λ match the non-negative least-squares solution on three cases.")

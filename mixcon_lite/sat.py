@@ -1,35 +1,44 @@
 r"""Inverting a two-layer ReLU network is as hard as 3SAT (MixCon, Appendix B), in code.
 
-Formulas are CNFs in the DIMACS convention: variables are ``1..n_vars``, a literal is ``+v`` or ``-v``,
-a clause is a list of literals (at most three here). An *assignment* is a sequence of ``n_vars``
-booleans; entry ``i`` is variable ``i + 1``. Inputs encode it as :math:`x_i = +1` (true) / :math:`-1` (false).
+Formulas are CNFs in the DIMACS convention: variables are ``1..n_vars``, a literal is ``+v`` or
+``-v``, a clause is a list of literals (at most three here). An *assignment* is a sequence of
+``n_vars`` booleans; entry ``i`` is variable ``i + 1``. Inputs encode it as :math:`x_i = +1` (true)
+/ :math:`-1` (false).
 
 **The reduction** (:func:`reduction`). For a CNF with ``m`` clauses and every variable in at most
 ``B`` clauses, build :math:`f(x) = W_2\,\mathrm{ReLU}(W_1x+b_1)` with
 
-* one hidden unit per clause :math:`C_j` with ``k`` literals:
-  :math:`z_j = \mathrm{ReLU}\bigl(-\sum_{\ell\in C_j} s_\ell(x) - (k-1)\bigr)`, where
-  :math:`s_\ell(x)=x_v` for :math:`\ell=+v` and :math:`-x_v` for :math:`\ell=-v`. On :math:`x\in\{\pm1\}^n`,
-  :math:`z_j = 1` if the clause is unsatisfied and :math:`0` if it is satisfied;
-* two hidden units per variable, :math:`\mathrm{ReLU}(x_i)` and :math:`\mathrm{ReLU}(-x_i)`, whose sum is
-  :math:`|x_i|`, copied to ``K`` outputs each;
+* one hidden unit per clause :math:`c_j` with ``k`` literals:
+  :math:`z_j = \mathrm{ReLU}\bigl(-\sum_{\ell\in c_j} s_\ell(x) - (k-1)\bigr)`, where
+  :math:`s_\ell(x)=x_v` for :math:`\ell=+v` and :math:`-x_v` for :math:`\ell=-v`. On
+  :math:`x\in\{\pm1\}^n`, :math:`z_j = 1` if the clause is unsatisfied and :math:`0` if satisfied;
+* two hidden units per variable, :math:`\mathrm{ReLU}(x_i)` and :math:`\mathrm{ReLU}(-x_i)`, whose
+  sum is :math:`|x_i|`, copied to ``K`` outputs each;
 * outputs :math:`(z_1,\dots,z_m,\ |x_1|\ (K\text{ times}),\dots,|x_n|\ (K\text{ times}))`, target
   :math:`y = (0,\dots,0,1,\dots,1)`.
 
 **Completeness.** A satisfying assignment ``a`` gives ``net(encode(a)) == target`` exactly.
 
-**Soundness.** For *any* real ``x``, rounding by sign (:func:`round_to_assignment`) leaves at most
-:math:`C\,\lVert f(x)-y\rVert_2^2` clauses unsatisfied with :math:`C=\max(4,\,12B/K)`, so :math:`C = 4`
-for the default ``K = 3B``. Proof sketch (the chapter has it in full): write :math:`t_i=|x_i|-1`. If the
-rounding leaves :math:`C_j` unsatisfied, every literal of :math:`C_j` has :math:`s_\ell(x)=-|x_v|`, so
-:math:`z_j(x)\ge 1+\sum_{\ell\in C_j}t_v`. Either :math:`z_j\ge\tfrac12` (the clause costs
-:math:`\ge\tfrac14` of the error), or :math:`\sum_{\ell}|t_v|\ge\tfrac12`, hence
-:math:`\sum_\ell t_v^2\ge\tfrac1{12}`; each variable is in at most ``B`` clauses and its ``K`` copies
-contribute :math:`K t_i^2` to the error.
+**Soundness** (:func:`soundness_constant`). For *any* real ``x``, rounding by sign
+(:func:`round_to_assignment`) leaves at most :math:`C\,\lVert f(x)-y\rVert_2^2` clauses
+unsatisfied, with the sharp constant :math:`C = 1 + 3B/K` (so :math:`C = 2` for the default
+``K = 3B``). Proof: write :math:`t_i=|x_i|-1`. A clause left unsatisfied by the rounding has
+every literal at :math:`s_\ell(x)=-|x_v|`, so :math:`1 \le z_j(x) + \sum_{\ell\in c_j}|t_v|`;
+square with :math:`(a+b)^2\le(1+\lambda)a^2+(1+1/\lambda)b^2`, use Cauchy-Schwarz over the
+:math:`k\le3` literals and the bound ``B`` on occurrences, and take :math:`\lambda = 3B/K`.
+:math:`\lambda = 1` is the paper's route, :math:`C=\max(2, 6B/K)`. :func:`soundness_extremal`
+builds a formula and input that attain :math:`1 + 3B/K` exactly, so no smaller constant holds.
 
-**Lipschitz.** :math:`\lVert f(x)-f(x')\rVert\le L\lVert x-x'\rVert` with
-:math:`L\le\lVert W_2\rVert_2\lVert W_1\rVert_2` (:func:`lipschitz_bound`) and :math:`L\le\sqrt{3B+K}`
-(:func:`lipschitz_constant_analytic`).
+**Lipschitz.** :math:`\lVert f(x)-f(x')\rVert\le \mathrm{Lip}(f)\lVert x-x'\rVert` with
+:math:`\mathrm{Lip}(f)\le\lVert W_2\rVert_2\lVert W_1\rVert_2` (:func:`lipschitz_bound`) and
+:math:`\mathrm{Lip}(f)\le\sqrt{3B+K}` (:func:`lipschitz_constant_analytic`).
+
+**One layer is easy** (:func:`invert_relu_layer`): :math:`\mathrm{ReLU}(Wx+b)=u` is a set of
+linear equalities (active units) and inequalities (inactive units), a linear program.
+
+**Inverters** for the chapter's race: :func:`solve_pysat` (a CDCL SAT solver), :func:`brute_force`,
+:func:`gradient_inversion` (Adam on :math:`\lVert f(x)-y\rVert^2`), and
+:func:`compare_with_guessing` to test a solver's success count against uniform random guessing.
 """
 from __future__ import annotations
 
@@ -196,15 +205,57 @@ def round_to_assignment(x):
 
 
 def default_copies(cnf) -> int:
-    """K = 3B copies of each variable's |x_i| output, which makes the soundness constant 4."""
+    """K = 3B copies of each variable's |x_i| output: the soundness constant is then 2, and
+    K = 3B minimises C * Lip(f)^2 = (1 + 3B/K)(3B + K) (see :func:`soundness_constant`)."""
     return 3 * max(1, as_cnf(cnf).max_occurrence)
 
 
-def soundness_constant(cnf, copies: int | None = None) -> float:
-    """C = max(4, 12 B / K): #unsatisfied(round(x)) <= C * ||f(x) - y||^2 for every real x."""
+SOUNDNESS_FORMS = ("sharp", "paper")
+
+
+def soundness_constant(cnf, copies: int | None = None, form: str = "sharp") -> float:
+    """The constant C in #unsatisfied(round(x)) <= C * ||f(x) - y||^2, for every real x.
+
+    ``form="sharp"`` (default): C = 1 + 3B/K, the best possible (attained by
+    :func:`soundness_extremal`). ``form="paper"``: C = max(2, 6B/K), what the paper's route gives
+    (the same inequality with (a + b)^2 <= 2a^2 + 2b^2); equal to the sharp one at K = 3B.
+    """
     cnf = as_cnf(cnf)
-    k = default_copies(cnf) if copies is None else copies
-    return max(4.0, 12.0 * cnf.max_occurrence / k)
+    k = positive_int(default_copies(cnf) if copies is None else copies, "copies")
+    b = cnf.max_occurrence
+    if form == "sharp":
+        return 1.0 + 3.0 * b / k
+    if form == "paper":
+        return max(2.0, 6.0 * b / k)
+    raise ValueError(f"form must be one of {SOUNDNESS_FORMS}, got {form!r}.")
+
+
+def soundness_extremal(n_vars: int, max_occurrence: int, copies: int | None = None):
+    """A formula and an input at which the soundness bound is an equality.
+
+    Returns ``(cnf, x)``: ``cnf`` has ``m = B n / 3`` all-positive 3-literal clauses, every variable
+    in exactly ``B = max_occurrence`` of them (cyclic triples ``(i, i+r, i+2r)`` for each
+    ``r = 1..B//3``, plus ``B % 3`` partitions of the variables into triples); ``x`` is the constant
+    vector ``-(1 - B/(3B + K))``, which rounds to all-false (every clause violated) and has
+    ``#violated / ||f(x) - y||^2 = 1 + 3B/K`` exactly. Needs ``n_vars`` a multiple of 3 and
+    ``n_vars > 2 (B // 3)``.
+    """
+    n = positive_int(n_vars, "n_vars")
+    b = positive_int(max_occurrence, "max_occurrence")
+    k = positive_int(3 * b if copies is None else copies, "copies")
+    if n % 3 or n <= 2 * (b // 3):
+        raise ValueError(f"n_vars must be a multiple of 3 and larger than 2 * (B // 3) = "
+                         f"{2 * (b // 3)}, got {n}; e.g. n_vars = {3 * (b // 3 + 1)}.")
+    clauses = [[i + 1, (i + r) % n + 1, (i + 2 * r) % n + 1]
+               for r in range(1, b // 3 + 1) for i in range(n)]
+    third = n // 3
+    partitions = ([[i + 1, i + third + 1, i + 2 * third + 1] for i in range(third)],
+                  [[i + 1, i + 2, i + 3] for i in range(0, n, 3)])
+    for part in partitions[:b % 3]:
+        clauses += part
+    cnf = CNF(n, clauses, max_occurrence=b)
+    shrink = b / (3 * b + k)
+    return cnf, torch.full((n,), -(1.0 - shrink), dtype=torch.float64)
 
 
 def reduction(cnf, copies: int | None = None) -> tuple[nn.Sequential, torch.Tensor]:
@@ -322,19 +373,25 @@ def count_solutions(cnf, chunk: int = 1 << 16, max_vars: int = 26) -> int:
 def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,
                        copies: int | None = None):
     """Invert the reduction's network by gradient descent: minimise ||net(x) - target||^2 from
-    ``restarts`` random starts at once (a batch), then round every run by sign.
+    ``restarts`` random starts at once (a batch; each start uniform in [-1, 1]^n, so its signs are
+    a uniformly random assignment), then round every run by sign.
 
     Returns a dict: ``assignment`` (best rounded; satisfying if any run found one), ``satisfied``
     (bool), ``unsatisfied`` (count for that assignment), ``residual`` (its ||f(x) - y||^2),
-    ``seconds``, ``runs_satisfying`` (how many restarts rounded to a satisfying assignment), and per run
-    ``residuals`` and ``counts`` (unsatisfied clauses after rounding).
+    ``seconds``, ``runs_satisfying`` (how many restarts rounded to a satisfying assignment), and per
+    run ``residuals``, ``counts`` (unsatisfied clauses after rounding) and ``sign_flips`` (how many
+    variables end with a different sign than they started with).
     """
     cnf = as_cnf(cnf)
     restarts, steps = positive_int(restarts, "restarts"), positive_int(steps, "steps")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}.")
     net, target = reduction(cnf, copies)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(int(seed))
-    x = torch.empty(restarts, cnf.n_vars).uniform_(-1, 1, generator=g).requires_grad_(True)
+    x = torch.empty(restarts, cnf.n_vars).uniform_(-1, 1, generator=g)
+    start_signs = x >= 0
+    x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         loss = (net(x) - target).pow(2).sum(1)
@@ -343,10 +400,105 @@ def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.
         opt.step()
     with torch.no_grad():
         residual = (net(x) - target).pow(2).sum(1)
+    flips = ((x.detach() >= 0) != start_signs).sum(1)
     rounded = round_to_assignment(x.detach())
     counts = [unsatisfied(cnf, a) for a in rounded]
     best = int(np.lexsort((residual.numpy(), counts))[0])
     return {"assignment": rounded[best], "satisfied": counts[best] == 0, "unsatisfied": counts[best],
             "residual": float(residual[best]), "seconds": time.perf_counter() - start,
             "runs_satisfying": int(sum(c == 0 for c in counts)),
-            "residuals": residual.tolist(), "counts": counts}
+            "residuals": residual.tolist(), "counts": counts, "sign_flips": flips.tolist()}
+
+
+def adversarial_inputs(cnf, copies: int | None = None, starts: int = 1024, steps: int = 300,
+                       lr: float = 0.02, seed: int = 0) -> torch.Tensor:
+    """Inputs that stress the soundness bound: for ``starts`` random sign patterns, the magnitudes
+    ``|x_i|`` are optimised (Adam, signs held fixed) to make ||f(x) - y||^2 small while the rounding
+    stays the same assignment. Returns ``x`` of shape ``[starts, n_vars]`` (float64)."""
+    cnf = as_cnf(cnf)
+    starts, steps = positive_int(starts, "starts"), positive_int(steps, "steps")
+    net, target = reduction(cnf, copies)
+    net, target = net.double(), target.double()
+    g = torch.Generator().manual_seed(int(seed))
+    signs = torch.randint(0, 2, (starts, cnf.n_vars), generator=g).double() * 2 - 1
+    mag = torch.rand(starts, cnf.n_vars, generator=g, dtype=torch.float64).requires_grad_(True)
+    opt = torch.optim.Adam([mag], lr=lr)
+    for _ in range(steps):
+        loss = (net(signs * mag.abs()) - target).pow(2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return signs * mag.detach().abs()
+
+
+def compare_with_guessing(successes: int, probabilities) -> dict:
+    """Is a solver's success count what uniform random guessing would give?
+
+    ``probabilities`` holds, for each run the solver made, the chance that a uniformly random
+    assignment satisfies that run's formula (the fraction ``p`` of satisfying assignments). Under
+    guessing the number of successes is a sum of independent Bernoulli(p) draws, with mean
+    ``expected = sum p`` and standard deviation ``sd = sqrt(sum p (1 - p))``. Returns
+    ``{"successes", "expected", "sd", "z"}`` with ``z = (successes - expected) / sd``, and
+    ``"power_2x"``: the z a solver twice as good as guessing would score on average
+    (``expected / sd``), so a caller can check the comparison is able to detect one.
+    """
+    p = np.asarray(probabilities, dtype=float).reshape(-1)
+    if p.size == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("probabilities must be a non-empty sequence of numbers in [0, 1], "
+                         "one per run (the fraction of satisfying assignments of its formula).")
+    if isinstance(successes, bool) or not isinstance(successes, (int, np.integer)) \
+            or not 0 <= successes <= p.size:
+        raise ValueError(f"successes must be an integer between 0 and the number of runs "
+                         f"({p.size}), got {successes!r}.")
+    expected, sd = float(p.sum()), float(np.sqrt((p * (1 - p)).sum()))
+    if sd == 0:
+        raise ValueError("Every probability is 0 or 1: guessing is deterministic, nothing to test.")
+    return {"successes": int(successes), "expected": expected, "sd": sd,
+            "z": (int(successes) - expected) / sd, "power_2x": expected / sd}
+
+
+def consistent_with_guessing(successes: int, probabilities, z_max: float = 4.0) -> bool:
+    """True when ``|z| <= z_max`` in :func:`compare_with_guessing`: the success count is within
+    ``z_max`` standard deviations of what uniform random guessing gives."""
+    if not z_max > 0:
+        raise ValueError(f"z_max must be positive, got {z_max!r}.")
+    return abs(compare_with_guessing(successes, probabilities)["z"]) <= z_max
+
+
+def invert_relu_layer(weight, bias, u, tol: float = 1e-6):
+    """Invert one ReLU layer by linear programming: find ``x`` with ``ReLU(weight @ x + bias) = u``.
+
+    Where ``u_i > tol`` the unit is active, so ``w_i . x + b_i = u_i`` (an equality); where
+    ``u_i <= tol`` it is off, so ``w_i . x + b_i <= 0`` (an inequality). With slacks ``e >= 0`` the
+    linear program ``min sum(e)`` s.t. ``|w_i . x + b_i - u_i| <= e_i`` (active) and
+    ``w_i . x + b_i <= e_i`` (off) has optimum 0 exactly when an exact preimage exists (the
+    footnote-6 remark of the MixCon paper: one ReLU layer is invertible in polynomial time).
+
+    ``weight`` ``[h, n]``, ``bias`` ``[h]``, ``u`` ``[h]`` (tensors or arrays). Returns
+    ``(x, slack)``: ``x`` a float64 tensor ``[n]`` and ``slack`` the optimum ``sum(e)`` (0 up to
+    solver tolerance when ``u`` is in the layer's range).
+    """
+    from scipy.optimize import linprog
+
+    w = np.asarray(torch.as_tensor(weight).detach().cpu().double())
+    b = np.asarray(torch.as_tensor(bias).detach().cpu().double()).reshape(-1)
+    u = np.asarray(torch.as_tensor(u).detach().cpu().double()).reshape(-1)
+    if w.ndim != 2 or b.shape != (w.shape[0],) or u.shape != (w.shape[0],):
+        raise ValueError(f"Expected weight [h, n], bias [h] and u [h]; got shapes {w.shape}, "
+                         f"{b.shape}, {u.shape}.")
+    if not (np.isfinite(w).all() and np.isfinite(b).all() and np.isfinite(u).all()):
+        raise ValueError("weight, bias and u must be finite.")
+    if (u < -tol).any():
+        raise ValueError("u has negative entries, which no ReLU outputs: it is not a ReLU layer's output.")
+    h, n = w.shape
+    on = u > tol
+    eye = np.eye(h)
+    # variables: [x (n, free), e (h, >= 0)]; rows A @ [x, e] <= rhs
+    rows = [np.hstack([w, -eye]),                     # w x + b - u <= e    (every unit; u = 0 if off)
+            np.hstack([-w[on], eye[on]])]             # -(w x + b - u) <= e (active units only)
+    rhs = [np.where(on, u, 0.0) - b, b[on] - u[on]]
+    res = linprog(c=np.r_[np.zeros(n), np.ones(h)], A_ub=np.vstack(rows), b_ub=np.concatenate(rhs),
+                  bounds=[(None, None)] * n + [(0, None)] * h, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"The linear program did not solve: {res.message}")
+    return torch.from_numpy(res.x[:n].copy()), float(res.fun)

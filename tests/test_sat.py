@@ -6,6 +6,17 @@ import torch
 
 from mixcon_lite import sat
 
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: one torch thread is faster, and far faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 UNSAT_3 = [[a * 1, b * 2, c * 3] for a, b, c in itertools.product([1, -1], repeat=3)]   # all 8 sign patterns
 
 
@@ -45,19 +56,61 @@ def test_binary_inputs_error_equals_unsatisfied_count(seed):
     assert err.tolist() == [float(sat.unsatisfied(cnf, a)) for a in assignments]
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_soundness_bound_on_random_inputs(seed):
+def _ratios(cnf, copies, x):
+    """#violated after rounding / ||f(x) - y||^2 for each row of x (float64)."""
+    net, target = sat.reduction(cnf, copies=copies)
+    net, target = net.double(), target.double()
+    x = torch.as_tensor(x, dtype=torch.float64)
+    with torch.no_grad():
+        err = (net(x) - target).pow(2).sum(1)
+    uns = torch.tensor([sat.unsatisfied(cnf, a) for a in sat.round_to_assignment(x)],
+                       dtype=torch.float64)
+    return uns, err
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_soundness_bound_on_random_and_adversarial_inputs(seed):
     g = torch.Generator().manual_seed(seed)
     cnf = sat.random_3cnf(10, 30, 9, seed=seed)
-    for copies in (None, 1, 5):
-        net, target = sat.reduction(cnf, copies=copies)
+    for copies in (None, 1, 5, 60):
         c = sat.soundness_constant(cnf, copies)
-        x = torch.randn(3000, 10, generator=g) * torch.rand(3000, 1, generator=g) * 2
-        err = (net(x) - target).pow(2).sum(1)
-        uns = torch.tensor([sat.unsatisfied(cnf, a) for a in sat.round_to_assignment(x)], dtype=torch.float32)
-        assert torch.all(uns <= c * err + 1e-4)
-    assert sat.soundness_constant(cnf) == 4.0
-    assert sat.soundness_constant(cnf, copies=1) == 12.0 * cnf.max_occurrence
+        x = torch.randn(1000, 10, generator=g) * torch.rand(1000, 1, generator=g) * 2
+        x = torch.cat([x.double(), sat.adversarial_inputs(cnf, copies, starts=128, steps=150,
+                                                          seed=seed)])
+        uns, err = _ratios(cnf, copies, x)
+        assert torch.all(uns <= c * err + 1e-9)
+        # the adversarial inputs refute C = 1 at every K (the extremal test below shows C is sharp)
+        assert (uns / err.clamp_min(1e-12)).max() > 1.0
+        assert c <= sat.soundness_constant(cnf, copies, form="paper")
+    b = cnf.max_occurrence
+    assert sat.soundness_constant(cnf) == 2.0 == sat.soundness_constant(cnf, form="paper")
+    assert sat.soundness_constant(cnf, copies=1) == 1 + 3 * b
+    assert sat.soundness_constant(cnf, copies=1, form="paper") == 6 * b
+
+
+@pytest.mark.parametrize("b,copies", [(1, 1), (2, 5), (3, None), (4, 1), (6, 18), (6, 2), (8, 3)])
+def test_soundness_constant_is_attained(b, copies):
+    """The extremal formula and input reach #violated / error = 1 + 3B/K: no smaller C is valid."""
+    cnf, x = sat.soundness_extremal(12, b, copies)
+    assert cnf.max_occurrence == b and (cnf.occurrences() == b).all()
+    assert all(len(c) == 3 and len(set(c)) == 3 for c in cnf.clauses)
+    uns, err = _ratios(cnf, copies, x[None])
+    c = sat.soundness_constant(cnf, copies)
+    assert uns.item() == cnf.n_clauses                      # every clause violated
+    assert abs(uns.item() / err.item() - c) < 1e-9 * c
+    # a constant 1 % smaller would be violated by this input
+    assert uns.item() > 0.99 * c * err.item()
+
+
+def test_soundness_bad_input():
+    with pytest.raises(ValueError, match="form"):
+        sat.soundness_constant([[1, 2, 3]], form="tight-ish")
+    with pytest.raises(ValueError, match="copies"):
+        sat.soundness_constant([[1, 2, 3]], copies=0)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        sat.soundness_extremal(10, 3)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        sat.soundness_extremal(3, 6)
 
 
 def test_unsatisfiable_formula_never_reaches_target():
@@ -124,8 +177,82 @@ def test_gradient_inversion_report():
     assert len(r["residuals"]) == len(r["counts"]) == 8
     assert r["unsatisfied"] == min(r["counts"]) and r["satisfied"] == (r["unsatisfied"] == 0)
     assert r["runs_satisfying"] == sum(c == 0 for c in r["counts"])
+    c = sat.soundness_constant(cnf)
     for res, cnt in zip(r["residuals"], r["counts"]):
-        assert cnt <= 4 * res + 1e-4
+        assert cnt <= c * res + 1e-4
+    assert len(r["sign_flips"]) == 8 and all(0 <= f <= 6 for f in r["sign_flips"])
+
+
+def test_gradient_inversion_keeps_signs_and_counts_flips():
+    """Zero is repelling for each |x_i| (its K copies pull it back to 1); a huge step size can
+    still jump across, and the flip count must then see it."""
+    cnf = sat.random_3cnf(10, 20, 6, seed=2, planted=True)
+    assert sum(sat.gradient_inversion(cnf, restarts=16, steps=100, seed=0)["sign_flips"]) == 0
+    wild = sat.gradient_inversion(cnf, restarts=16, steps=20, lr=5.0, seed=0)
+    assert sum(wild["sign_flips"]) > 0
+    with pytest.raises(ValueError, match="lr"):
+        sat.gradient_inversion(cnf, lr=0)
+
+
+def _fake_solver_successes(p_runs, factor, seed):
+    rng = np.random.default_rng(seed)
+    return int((rng.random(len(p_runs)) < np.minimum(1.0, factor * np.asarray(p_runs))).sum())
+
+
+def test_compare_with_guessing_catches_a_solver_twice_as_good():
+    # per-run success chances like the chapter's: 10 formulas per n, 32 runs each, p from 0.2 down
+    rng = np.random.default_rng(0)
+    p_runs = np.repeat(rng.uniform(0.002, 0.25, size=80), 32)
+    for seed in range(20):
+        guessing = _fake_solver_successes(p_runs, 1.0, seed)
+        assert sat.consistent_with_guessing(guessing, p_runs)
+        assert not sat.consistent_with_guessing(_fake_solver_successes(p_runs, 2.0, seed), p_runs)
+        assert not sat.consistent_with_guessing(_fake_solver_successes(p_runs, 0.5, seed), p_runs)
+    report = sat.compare_with_guessing(int(p_runs.sum()), p_runs)
+    assert abs(report["z"]) < 0.1 and report["power_2x"] > 8
+
+
+def test_compare_with_guessing_bad_input():
+    with pytest.raises(ValueError, match="probabilities"):
+        sat.compare_with_guessing(1, [0.5, 1.5])
+    with pytest.raises(ValueError, match="probabilities"):
+        sat.compare_with_guessing(0, [])
+    with pytest.raises(ValueError, match="successes"):
+        sat.compare_with_guessing(3, [0.5, 0.5])
+    with pytest.raises(ValueError, match="deterministic"):
+        sat.compare_with_guessing(1, [1.0, 0.0])
+    with pytest.raises(ValueError, match="z_max"):
+        sat.consistent_with_guessing(1, [0.5], z_max=0)
+
+
+@pytest.mark.parametrize("h,n", [(300, 100), (40, 100), (20, 5)])
+def test_invert_relu_layer_recovers_a_preimage(h, n):
+    g = torch.Generator().manual_seed(h + n)
+    w = torch.randn(h, n, generator=g, dtype=torch.float64)
+    b = torch.randn(h, generator=g, dtype=torch.float64)
+    x0 = torch.randn(n, generator=g, dtype=torch.float64)
+    u = torch.relu(w @ x0 + b)
+    x, slack = sat.invert_relu_layer(w, b, u)
+    assert slack < 1e-8 and torch.allclose(torch.relu(w @ x + b), u, atol=1e-7)
+    if h >= 3 * n:                       # enough active units: the preimage is unique
+        assert torch.allclose(x, x0, atol=1e-6)
+
+
+def test_invert_relu_layer_reduction_and_unreachable_targets():
+    cnf = sat.random_3cnf(8, 14, 6, seed=3, planted=True)
+    net, _ = sat.reduction(cnf)
+    a, _ = sat.solve_pysat(cnf)
+    x_star = sat.encode(a).double()
+    u = torch.relu(net[0].weight.double() @ x_star + net[0].bias.double())
+    x, slack = sat.invert_relu_layer(net[0].weight, net[0].bias, u)
+    assert slack < 1e-9 and torch.allclose(x, x_star, atol=1e-9)
+    # ReLU(x) = 1 and ReLU(x) = 2 at once: no preimage, the slack says how far
+    _, slack = sat.invert_relu_layer(torch.ones(2, 1), torch.zeros(2), torch.tensor([1.0, 2.0]))
+    assert abs(slack - 1.0) < 1e-9
+    with pytest.raises(ValueError, match="shapes"):
+        sat.invert_relu_layer(torch.ones(2, 1), torch.zeros(3), torch.ones(2))
+    with pytest.raises(ValueError, match="negative"):
+        sat.invert_relu_layer(torch.ones(2, 1), torch.zeros(2), torch.tensor([1.0, -2.0]))
 
 
 @pytest.mark.parametrize("clauses,n,match", [

@@ -24,9 +24,9 @@ Formulas are CNFs in the DIMACS convention: variables are ``1..n_vars``, a liter
 unsatisfied, with the sharp constant :math:`C = 1 + 3B/K` (so :math:`C = 2` for the default
 ``K = 3B``). Proof: write :math:`t_i=|x_i|-1`. A clause left unsatisfied by the rounding has
 every literal at :math:`s_\ell(x)=-|x_v|`, so :math:`1 \le z_j(x) + \sum_{\ell\in c_j}|t_v|`;
-square with :math:`(a+b)^2\le(1+\lambda)a^2+(1+1/\lambda)b^2`, use Cauchy-Schwarz over the
-:math:`k\le3` literals and the bound ``B`` on occurrences, and take :math:`\lambda = 3B/K`.
-:math:`\lambda = 1` is the paper's route, :math:`C=\max(2, 6B/K)`. :func:`soundness_extremal`
+square with :math:`(a+b)^2\le(1+\mu)a^2+(1+1/\mu)b^2`, use Cauchy-Schwarz over the
+:math:`k\le3` literals and the bound ``B`` on occurrences, and take :math:`\mu = 3B/K`.
+:math:`\mu = 1` is the paper's route, :math:`C=\max(2, 6B/K)`. :func:`soundness_extremal`
 builds a formula and input that attain :math:`1 + 3B/K` exactly, so no smaller constant holds.
 
 **Lipschitz.** :math:`\lVert f(x)-f(x')\rVert\le \mathrm{Lip}(f)\lVert x-x'\rVert` with

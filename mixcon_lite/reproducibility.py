@@ -56,7 +56,8 @@ def glued_values(notebook: str | Path) -> dict:
             name = meta.get("name")
             if not name:
                 continue
-            text = out.get("data", {}).get("text/plain", "")
+            data = out.get("data", {})  # display=False stores under the papermill.record/ prefix
+            text = data.get(meta.get("mime_prefix", "") + "text/plain", data.get("text/plain", ""))
             text = "".join(text) if isinstance(text, list) else text
             text = NUMPY_SCALAR.sub(r"\1", text.strip())  # np.float64(0.8) -> 0.8
             try:

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _glue_output(name, text):
-    return {"output_type": "display_data", "data": {"text/plain": text},
+    # what myst_nb.glue(name, value, display=False) stores
+    return {"output_type": "display_data", "data": {"application/papermill.record/text/plain": text},
             "metadata": {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}}}
 
 

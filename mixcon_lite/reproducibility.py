@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="the repository root (default: here)")
     args = parser.parse_args(argv)
     root = Path(args.root)
+    stale_headers = sync_runtime_headers(root, write=not args.check)  # first: a page error must not block it
     page = GENERATED_NOTE + render(template(root), root)
-    stale_headers = sync_runtime_headers(root, write=not args.check)
     page_path = root / PAGE
     stale_page = not page_path.is_file() or page_path.read_text() != page
     if args.check:

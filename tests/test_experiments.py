@@ -4,17 +4,75 @@ import pytest
 import torch
 
 from mixcon_lite import experiments
-from mixcon_lite.data import two_gaussians
 from mixcon_lite.experiments import mixcon_synthetic as ms
 
 
+def _tiny_settings():
+    st = ms.get_settings("fast", seeds=[0])
+    st["data"].update(n_train=80, n_test=40)
+    st["train"]["epochs"] = 1
+    st["attack"]["steps"] = st["check_attack"]["steps"] = 5
+    st["width_sweep"]["widths"] = [2]
+    return st
+
+
+def test_get_settings_resolves_the_mode_once():
+    fast, full = ms.get_settings("fast"), ms.get_settings("full")
+    assert fast["mode"] == "fast" and len(fast["seeds"]) == 3 and fast["attack_nets"] == ["default"]
+    assert len(full["seeds"]) == 10 and full["attack_nets"] == list(ms.NETS)
+    # the paper's attack (App. C.1): SGD, lr 0.01, 500 steps, on the sum of squares
+    assert {k: fast["attack"][k] for k in ("optimizer", "lr", "steps", "reduction")} == \
+        {"optimizer": "sgd", "lr": 0.01, "steps": 500, "reduction": "sum"}
+    assert ms.get_settings("fast", seeds=range(2))["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="at least one seed"):
+        ms.get_settings("fast", seeds=[])
+    with pytest.raises(ValueError, match="Unknown mode"):
+        ms.get_settings("paper")
+
+
 def test_run_setting_small():
-    data = two_gaussians(n_train=80, n_test=40, seed=1)
-    out = ms.run_setting("default", 0.1, 0.01, seed=0, data=data, epochs=2, attack_steps=20)
+    st = _tiny_settings()
+    data = ms.make_data(st)
+    out = ms.run_setting("default", 0.1, 0.01, seed=0, data=data, settings=st)
     assert 0 <= out["test"] <= 100 and out["mse"] > 0 and -1 <= out["mcs"] <= 1
+    assert out["residual"] >= 0 and out["check_residual"] >= 0 and out["h_sq"] >= 0
+    assert out["delta"] <= out["delta_S"] <= out["median_S"] <= out["Delta_S"]
     assert out["h"].shape == (40, 2) and out["x_hat"].shape == (40, 10)
+    quiet = ms.run_setting("wider", None, None, seed=0, data=data, settings=st, attacks=False)
+    assert "mse" not in quiet and quiet["x_hat"] is None
     with pytest.raises(ValueError, match="Unknown net"):
-        ms.run_setting("huge", None, None, 0, data)
+        ms.run_setting("huge", None, None, 0, data, st)
+
+
+def test_run_rows_baselines_and_extras():
+    st = _tiny_settings()
+    res = ms.run(settings=st, progress=False)
+    assert len(res["rows"]) == 3 + 6 * len(ms.FORMS)
+    assert {r["form"] for r in res["rows"]} == {"none", *ms.FORMS}
+    row = ms.find_row(res["rows"], "MixCon (0.1, 0.01)", "default", "normalised")
+    assert row["form"] == "normalised" and "mse_std" in row and row["paper"]["test"] == 88.0
+    assert "mse" not in ms.find_row(res["rows"], "MixCon (0.1, 0)", "deeper")      # not attacked in fast
+    assert ms.find_row(res["rows"], "vanilla", "default", "normalised")["form"] == "none"
+    with pytest.raises(ValueError, match="No row"):
+        ms.find_row(res["rows"], "MixCon (1, 1)")
+    assert res["eps_check"]["eps"] == 0.01 and "check_mse" in res["eps_check"]
+    assert {(r["width"], r["scaling"]) for r in res["width_sweep"]} == \
+        {(2, "vanilla"), (2, "squared, sum"), (2, "per-entry, mean")}
+    assert ("raw", "MixCon (0.1, 0)", "default") in res["models"]
+
+
+def test_baselines_and_separation_by_hand():
+    x_tr = torch.tensor([[1.0, 0.0], [3.0, 0.0], [-2.0, 0.0], [-2.0, 2.0]])
+    y_tr = torch.tensor([1, 1, 0, 0])                        # class means (2, 0) and (-2, 1)
+    x_te = torch.tensor([[2.0, 0.0], [-2.0, 1.0]])
+    y_te = torch.tensor([0, 0])                              # the first label is "wrong"
+    base = ms.baselines((x_tr, y_tr, x_te, y_te))
+    assert base["zero"] == {"mse": pytest.approx(2.25), "mcs": 0.0}
+    assert base["best_mean"]["mse"] == pytest.approx(0.0) and base["best_mean"]["mcs"] == pytest.approx(1.0)
+    assert base["class_mean"]["mse"] == pytest.approx((16 + 1) / 4)
+    h = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [0.0, 1.0]])
+    sep = ms.separation(h, torch.tensor([0, 1, 0, 1]))      # S = (0, 1), (2, 3)
+    assert sep == {"delta": 0.0, "delta_S": 1.0, "median_S": 1.0, "Delta_S": 5.0, "at_origin": 0.5}
 
 
 def test_records_round_trip(tmp_path):
@@ -30,15 +88,3 @@ def test_paper_table_covers_every_setting():
     assert {(s, n) for s, n, _, _ in ms.SETTINGS} == set(ms.PAPER)
 
 
-def test_class_mean_baseline_and_score():
-    from mixcon_lite.experiments import feature_inversion as fi
-
-    x_aux = torch.zeros(6, 1, 28, 28)
-    x_aux[3:] = 1.0
-    y_aux = torch.tensor([0, 0, 0, 1, 1, 1])
-    base = fi.class_mean_baseline(torch.rand(3, 1, 28, 28), torch.tensor([1, 0, 1]), x_aux, y_aux)
-    assert torch.equal(base[:, 0, 0, 0], torch.tensor([1.0, 0.0, 1.0]))
-    x = torch.rand(2, 1, 28, 28)
-    rows = fi.score(x, {"same": x.clone()})
-    assert rows["same"]["ssim"] == pytest.approx(1.0) and rows["same"]["ssim_max"] == pytest.approx(1.0)
-    assert isinstance(rows["same"]["lpips"], str) or rows["same"]["lpips"] >= 0

@@ -124,9 +124,8 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
     Minimises :math:`\\frac1N\\sum_i \\log(1 + e^{-y_i \\Phi(x_i)})` for a model with one output
     (``model(x)`` of shape ``[N, 1]`` or ``[N]``), in place, for ``steps`` plain GD steps.
 
-    ``normalized=True`` divides the step by the current loss (GD with a loss-scaled learning rate,
-    as Lyu & Li use to reach the max-margin regime faster; the plain GD of the theorem is
-    ``False``). ``weight_decay`` adds :math:`\\frac{wd}{2}\\lVert\\theta\\rVert^2` to the loss.
+    ``normalized=True`` divides the step by the current loss (a loss-scaled learning rate that
+    keeps the late steps from shrinking with the loss; the plain GD of the theorem is ``False``). ``weight_decay`` adds :math:`\\frac{wd}{2}\\lVert\\theta\\rVert^2` to the loss.
 
     Returns a history every ``log_every`` steps: ``step``, ``loss``, ``margin``
     (:math:`\\min_i y_i\\Phi(x_i)`, positive once every sample is classified right), ``train_error``

@@ -199,7 +199,8 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
     steps, lr, lam_lr : Adam steps and learning rates for the candidates and for λ.
     lam_min : the lower bound :math:`\lambda_{\min}` that keeps every candidate in the sum.
     relu_alpha : softened ReLU derivative ``sigmoid(alpha * a)`` in the backward pass; ``None`` = exact.
-    box : ``(lo, hi)`` the pixel range of the prior (inputs as the model sees them).
+    box : ``(lo, hi)`` the pixel range of the prior (inputs as the model sees them): two numbers, or two
+        tensors of ``input_shape`` (e.g. the range [0, 1] shifted by a known mean image).
     init_scale : candidates start as ``init_scale * N(0, 1)``; λ starts uniform in [0, 1].
     labels : optional ±1 labels of the candidates.
 
@@ -216,9 +217,15 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
     d = weights0[0].shape[1]
     if int(np.prod(shape)) != d:
         raise ValueError(f"input_shape {shape} has {int(np.prod(shape))} entries but the model expects {d}.")
-    lo, hi = (float(b) for b in box)
-    if not lo < hi:
-        raise ValueError(f"box must be (lo, hi) with lo < hi, got {box!r}.")
+    try:
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in box)
+        lo, hi = lo.reshape(-1) if lo.numel() > 1 else lo, hi.reshape(-1) if hi.numel() > 1 else hi
+        if lo.numel() not in (1, d) or hi.numel() not in (1, d):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be (lo, hi): two numbers or two tensors of input_shape {shape}.") from None
+    if not bool((lo < hi).all()):
+        raise ValueError(f"box must be (lo, hi) with lo < hi everywhere, got {box!r}.")
     for name, value in (("lr", lr), ("lam_lr", lam_lr), ("init_scale", init_scale)):
         if not float(value) > 0:
             raise ValueError(f"{name} must be positive, got {value!r}.")
@@ -264,7 +271,7 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
                         loss=prior.detach(), history=history, seconds=time.perf_counter() - start,
                         extras={"lam": lam.detach().clone(), "settings": {
                             "n_candidates": m, "steps": steps, "lr": lr, "lam_lr": lam_lr, "lam_min": lam_min,
-                            "relu_alpha": relu_alpha, "box": (lo, hi), "init_scale": init_scale,
+                            "relu_alpha": relu_alpha, "init_scale": init_scale,
                             "prior_weight": prior_weight, "lam_weight": lam_weight, "seed": int(seed)}})
 
 

@@ -129,11 +129,12 @@ def margins(model, data: dict) -> np.ndarray:
 
 def attack(model, data: dict, config: dict, seed: int = 0, progress: bool | None = None, **overrides):
     """:func:`~mixcon_lite.attacks.weights.reconstruct` with ``config``'s sizes; its box is the pixel range
-    [0, 1] shifted by the training mean. Returns ``(AttackResult, images [m, 1, 28, 28] in [0, 1])``."""
+    [0, 1] shifted by the training mean (the attacker is given the mean, as in the paper's evaluation).
+    Returns ``(AttackResult, images [m, 1, 28, 28] in [0, 1])``."""
     mean = data["mean"].flatten()
     kwargs = {"n_candidates": config["n_candidates"], "steps": config["attack_steps"],
               "lr": config["attack_lr"], "lam_lr": config["attack_lr"], "lam_min": config["lam_min"],
-              "relu_alpha": config["relu_alpha"], "box": (-1.0, 1.0)}
+              "relu_alpha": config["relu_alpha"], "box": (-mean, 1 - mean)}
     kwargs.update(overrides)
     result = reconstruct(model, (mean.numel(),), seed=seed, progress=progress, **kwargs)
     images = (result.reconstruction + mean).clamp(0, 1).reshape(-1, *data["x_train"].shape[1:])

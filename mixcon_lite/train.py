@@ -167,7 +167,7 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
         if weight_decay > 0:
             total = total + 0.5 * weight_decay * sum((p ** 2).sum() for p in params)
         grads = torch.autograd.grad(total, params)
-        scale = lr / max(float(loss), 1e-30) if normalized else lr
+        scale = lr / max(loss.item(), 1e-30) if normalized else lr
         with torch.no_grad():
             for p, g in zip(params, grads):
                 p.sub_(scale * g)

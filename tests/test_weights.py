@@ -123,3 +123,14 @@ def test_match_finds_the_right_candidate():
         match(cands[:, :, :11], train)
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         match(cands.flatten(1), train)
+
+
+def test_per_pixel_box():
+    net, _, _ = exact_kkt_net()
+    out = reconstruct(net, (2,), 2, 5, box=(torch.tensor([0.0, -1.0]), torch.tensor([1.0, 2.0])),
+                      progress=False)
+    assert out.reconstruction.shape == (2, 2)
+    with pytest.raises(ValueError, match="two numbers or two tensors"):
+        reconstruct(net, (2,), 2, 5, box=(torch.zeros(3), torch.ones(3)))
+    with pytest.raises(ValueError, match="lo < hi everywhere"):
+        reconstruct(net, (2,), 2, 5, box=(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])))

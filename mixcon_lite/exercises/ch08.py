@@ -72,7 +72,8 @@ def check_homogeneity_degree(fn) -> CheckResult:
         if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
             return CheckResult(False, "Your function changed the model's weights in place; scale a copy "
                                       "(copy.deepcopy(model)) instead.")
-        what = f"an MLP with widths {[m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]}"
+        widths = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        what = f"an MLP with widths {widths}"
         if want is None:
             if got is not None:
                 return CheckResult(False, f"For {what} with biases or tanh you returned {got!r}, but such a "
@@ -84,7 +85,8 @@ def check_homogeneity_degree(fn) -> CheckResult:
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                return CheckResult(False, f"For {what} (bias-free ReLU) the degree is {want}, you returned {got!r}.")
+                return CheckResult(False, f"For {what} (bias-free ReLU) the degree is {want}, "
+                                          f"you returned {got!r}.")
     return CheckResult(True, "the degree is the number of weight layers for bias-free ReLU MLPs, and biases "
                              "or tanh break homogeneity.")
 
@@ -125,5 +127,6 @@ def check_nnls_residual(fn) -> CheckResult:
                                       "||theta - G.T @ lam|| by ||theta||, with lam >= 0.")
         mine = np.linalg.norm(theta - g.T @ lam) / np.linalg.norm(theta)
         if abs(mine - want) > 1e-5 + 1e-4 * want:
-            return CheckResult(False, f"Case {i}: your λ leave residual {mine:.5f}, the best λ >= 0 leave {want:.5f}.")
+            return CheckResult(False, f"Case {i}: your λ leave residual {mine:.5f}, the best λ >= 0 "
+                                      f"leave {want:.5f}.")
     return CheckResult(True, "residual and λ match the non-negative least-squares solution on three cases.")

@@ -57,11 +57,12 @@ def settings(mode: str | None = None) -> dict:
 def load_task(task: str = "mnist-odd-even", n_train: int = 30, seed: int = 0, n_test: int = 2000) -> dict:
     """Training, control and test images of a binary task, drawn by ``seed`` without overlap.
 
-    Returns a dict: ``x_train [n, 1, 28, 28]`` in [0, 1] (half of each binary class), ``y_train`` (±1),
-    ``digits_train`` (the original class labels), ``x_control``/``y_control`` (as many other images of
-    the same classes: the control of :func:`kkt_residual`), ``x_test``/``y_test``, ``x_pool``/
-    ``digits_pool`` (further images for the baselines) and ``mean`` (the training images' mean, which
-    the network's inputs are centred by, as in the paper's code).
+    Returns a dict: ``x_train [n, 1, 28, 28]`` in [0, 1] (half of each binary class), ``y_train``
+    (±1), ``digits_train`` (the original class labels), ``x_control``/``y_control`` (as many other
+    images of the same classes: the control of :func:`kkt_residual`), ``x_test``/``y_test`` (at most
+    ``n_test`` and at most half of the remaining images), ``x_pool``/``digits_pool`` (the rest: images
+    for the baselines) and ``mean`` (the training images' mean, which the network's inputs are
+    centred by, as in the paper's code).
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of {tuple(TASKS)}.")
@@ -85,6 +86,7 @@ def load_task(task: str = "mnist-odd-even", n_train: int = 30, seed: int = 0, n_
     control_idx = np.concatenate([parts[-1.0][n_neg:2 * n_neg], parts[1.0][n_pos:2 * n_pos]])
     rest = np.concatenate([parts[-1.0][2 * n_neg:], parts[1.0][2 * n_pos:]])
     rest = rng.permutation(rest)
+    n_test = min(int(n_test), len(rest) // 2)  # keep at least half of the rest for the baselines
     test_idx, pool_idx = rest[:n_test], rest[n_test:]
     x_train = x[train_idx]
     return {"task": task, "x_train": x_train, "y_train": y[train_idx], "digits_train": labels[train_idx],

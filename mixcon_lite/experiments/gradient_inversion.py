@@ -1,0 +1,311 @@
+"""Gradient inversion (chapter 06): DLG, iDLG and Inverting Gradients in DLG's setting and beyond.
+
+The pieces the chapter runs (each takes the settings of :func:`settings` for a mode):
+
+* :func:`recover_pictures` — DLG on DLG's sigmoid LeNet (U(-0.5, 0.5) weights, seed 1234, 100 classes)
+  for 32x32 colour pictures and on a 1x28x28 LeNet for Fashion-MNIST images, with snapshots;
+* :func:`restart_study` — K starts batched: each start alone vs the best by gradient distance;
+* :func:`label_accuracy` — DLG's jointly optimised label vs iDLG's sign rule on fresh random networks;
+* :func:`trained_network_study` — a trained ReLU LeNet-5: DLG vs Inverting Gradients (cosine vs L2,
+  with and without TV), with baselines;
+* :func:`architecture_study` — LeNet, ResNet-18, DenseNet-121, Inception-v3 (torchvision, random init);
+* :func:`defence_study` — gradient noise, gradient pruning and larger batches against DLG.
+
+    python -m mixcon_lite.experiments.gradient_inversion --mode full
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from ..attacks.gradients import (dlg, idlg_label, invert_gradients, noisy_gradients, prune_gradients,
+                                 shared_gradients)
+from ..config import get_mode
+from ..data import load_dataset, skimage_crops, subset
+from ..metrics import mse, psnr, ssim
+from ..models import DLGLeNet, LeNet5, torchvision_model
+from ..utils import progress_bar
+
+PICTURES = ("astronaut", "coffee", "chelsea", "rocket")
+ARCHITECTURES = ("lenet", "resnet18", "densenet121", "inception_v3")
+
+
+def settings(mode: str | None = None) -> dict:
+    """Sizes of every study in ``mode`` (``"fast"``: a 2-core CPU in about two minutes; ``"full"``:
+    paper scale, the architectures at their ImageNet input sizes, meant for a GPU)."""
+    fast = get_mode(mode) == "fast"
+    return {
+        "mode": "fast" if fast else "full",
+        "pictures": list(PICTURES), "picture_size": 32, "dlg_steps": 1500, "fashion_victims": 2,
+        "restarts": 8, "restart_steps": 400 if fast else 1500,
+        "label_trials": 30 if fast else 300, "label_steps": 150 if fast else 300,
+        "train_images": 10000 if fast else 60000, "train_epochs": 3 if fast else 10,
+        "trained_victims": 3 if fast else 8, "ig_steps": 300 if fast else 4000, "ig_tv": 0.05,
+        "architecture_sizes": ({"lenet": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75} if fast
+                               else {"lenet": 32, "resnet18": 224, "densenet121": 224, "inception_v3": 299}),
+        "architecture_steps": 8 if fast else 300, "architecture_classes": 100,
+        "noise_sigmas": [0.0, 1e-3, 1e-2, 1e-1] if fast else [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+        "prune_fractions": [0.0, 0.1, 0.2, 0.4] if fast else [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7],
+        "batch_sizes": [1, 2, 4] if fast else [1, 2, 4, 8],
+        "defence_steps": 600 if fast else 3000, "defence_picture": "coffee",
+    }
+
+
+def dlg_victim(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 1234):
+    """DLG's setting for one picture ``[C, H, W]``: a :class:`~mixcon_lite.models.DLGLeNet` with
+    U(-0.5, 0.5) weights from ``seed`` and the gradient of ``(picture, label)``. Returns ``(model, grads)``."""
+    c, size = picture.shape[0], picture.shape[-1]
+    model = DLGLeNet(c, num_classes, size, seed=seed)
+    return model, shared_gradients(model, picture[None], torch.tensor([int(label)]))
+
+
+def steps_to(curve, goal: float = 1e-3):
+    """First index where ``curve`` (e.g. MSE per step) is below ``goal``, or ``None``."""
+    hits = np.nonzero(np.asarray(curve) < goal)[0]
+    return int(hits[0]) if len(hits) else None
+
+
+def recover_pictures(cfg: dict, progress: bool | None = None) -> dict:
+    """DLG (our settings, one start) on each colour picture (labels 0, 1, 2, ...; 100 classes) and on
+    ``fashion_victims`` Fashion-MNIST test images (1x28x28 LeNet, 10 classes). Returns a dict with
+    ``pictures`` / ``fashion`` lists of ``{name, image, result, mse_curve}``."""
+    out = {"pictures": [], "fashion": []}
+    images = skimage_crops(cfg["pictures"], size=cfg["picture_size"])
+    x_f, y_f = load_dataset("fashion-mnist", "test")
+    xf, yf = subset(x_f, y_f, 1, classes=range(cfg["fashion_victims"]), seed=0)
+    jobs = [("pictures", name, images[i], i, 100) for i, name in enumerate(cfg["pictures"])]
+    jobs += [("fashion", f"fashion {i}", xf[i], int(yf[i]), 10) for i in range(len(xf))]
+    for group, name, image, label, classes in progress_bar(jobs, desc="pictures", progress=progress):
+        model, grads = dlg_victim(image, label, classes)
+        res = dlg(model, grads, tuple(image.shape), classes, steps=cfg["dlg_steps"], snapshot_every=1)
+        curve = [float(((s - image) ** 2).mean()) for _, s in res.history["snapshots"]]
+        out[group].append({"name": name, "image": image, "label": label, "result": res, "mse_curve": curve})
+    return out
+
+
+def restart_study(cfg: dict, picture: str = "chelsea", seed: int = 5) -> dict:
+    """``restarts`` starts of DLG *as published* (N(0, 1) start, no step cap) batched on one picture:
+    each start's final gradient distance and pixel MSE, and which one the gradient distance picks."""
+    image = skimage_crops([picture], size=cfg["picture_size"])[0]
+    model, grads = dlg_victim(image, 2)
+    res = dlg(model, grads, tuple(image.shape), 100, steps=cfg["restart_steps"], restarts=cfg["restarts"],
+              seed=seed, init="randn", max_step=None, tol=0, keep_all=True)
+    per = res.extras["all_reconstructions"]
+    mses = ((per - image) ** 2).flatten(1).mean(1)
+    return {"picture": picture, "image": image, "result": res, "restart_distance": res.extras["restart_loss"],
+            "restart_mse": mses, "chosen": int(res.extras["restart_loss"].argmin())}
+
+
+def label_accuracy(cfg: dict, progress: bool | None = None, seed: int = 0) -> dict:
+    """iDLG's protocol: per trial a fresh U(-0.5, 0.5) LeNet (1x28x28, 10 classes) and a random
+    Fashion-MNIST test image; the label from iDLG's sign rule and from DLG as published (joint soft
+    label, N(0, 1) start, ``label_steps`` steps). Returns per-trial truths and both predictions."""
+    x, y = load_dataset("fashion-mnist", "test")
+    g = torch.Generator().manual_seed(seed)
+    truth, by_idlg, by_dlg = [], [], []
+    for t in progress_bar(range(cfg["label_trials"]), desc="label trials", progress=progress):
+        i = int(torch.randint(0, len(x), (1,), generator=g))
+        model, grads = dlg_victim(x[i], int(y[i]), 10, seed=10_000 + t)
+        truth.append(int(y[i]))
+        by_idlg.append(idlg_label(model, grads))
+        res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["label_steps"], seed=t, init="randn", max_step=None)
+        by_dlg.append(int(res.labels[0]))
+    truth = np.array(truth)
+    return {"truth": truth, "idlg": np.array(by_idlg), "dlg": np.array(by_dlg),
+            "idlg_accuracy": float((np.array(by_idlg) == truth).mean()),
+            "dlg_accuracy": float((np.array(by_dlg) == truth).mean())}
+
+
+def train_victim_network(cfg: dict, seed: int = 0):
+    """A LeNet-5 (ReLU, max-pooling) trained on Fashion-MNIST (``train_images``, ``train_epochs``,
+    SGD with momentum as in chapter 00), and test victims of distinct classes. Returns
+    ``(model, test_accuracy, victims, victim_labels, train_mean_image, class_means)``."""
+    from ..train import evaluate, train
+
+    x_tr, y_tr = load_dataset("fashion-mnist", "train")
+    x_te, y_te = load_dataset("fashion-mnist", "test")
+    torch.manual_seed(seed)
+    model = LeNet5()
+    xs, ys = subset(x_tr, y_tr, cfg["train_images"] // 10, seed=seed)
+    train(model, (xs, ys), epochs=cfg["train_epochs"], lr=0.05, momentum=0.9, seed=seed)
+    model.eval()
+    acc = evaluate(model, x_te, y_te)["accuracy"]
+    xv, yv = subset(x_te, y_te, 1, classes=range(cfg["trained_victims"]), seed=seed + 1)
+    class_means = torch.stack([xs[ys == c].mean(0) for c in range(10)])
+    return model, acc, xv, yv, xs.mean(0), class_means
+
+
+#: The attacks compared on the trained network: name -> (attack, keyword arguments).
+TRAINED_ATTACKS = {
+    "DLG (L2, L-BFGS)": ("dlg", {}),
+    "L2 + TV, Adam": ("ig", {"distance": "l2"}),
+    "cosine, Adam, no TV": ("ig", {"tv_weight": 0.0}),
+    "cosine + TV, Adam (IG)": ("ig", {}),
+}
+
+
+def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None) -> dict:
+    """Each attack of :data:`TRAINED_ATTACKS` on each victim (batch of one; IG gets the label from
+    iDLG's rule, DLG optimises it), plus baselines: the training set's mean image, the victim's class
+    mean (the label alone), a uniform random image. Returns reconstructions and per-image MSE / SSIM."""
+    model, acc, xv, yv, mean_image, class_means = prepared if prepared is not None else train_victim_network(cfg)
+    recs = {name: [] for name in TRAINED_ATTACKS}
+    labels_ok = []
+    jobs = [(i, name) for i in range(len(xv)) for name in TRAINED_ATTACKS]
+    grads_of = {i: shared_gradients(model, xv[i:i + 1], yv[i:i + 1]) for i in range(len(xv))}
+    for i, name in progress_bar(jobs, desc="attacks", progress=progress):
+        kind, kw = TRAINED_ATTACKS[name]
+        grads = grads_of[i]
+        if kind == "dlg":
+            res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["ig_steps"], seed=i)
+        else:
+            label = torch.tensor([idlg_label(model, grads)])
+            if name == "cosine + TV, Adam (IG)":
+                labels_ok.append(int(label) == int(yv[i]))
+            res = invert_gradients(model, grads, (1, 28, 28), label, steps=cfg["ig_steps"], seed=i,
+                                   **{"tv_weight": cfg["ig_tv"], **kw})
+        recs[name].append(res.reconstruction[0].clamp(0, 1))
+    recs = {k: torch.stack(v) for k, v in recs.items()}
+    g = torch.Generator().manual_seed(0)
+    baselines = {"training mean image": mean_image.expand_as(xv), "class mean (label only)": class_means[yv],
+                 "uniform noise": torch.rand(xv.shape, generator=g)}
+    scores = {name: {"mse": mse(xv, r), "ssim": ssim(xv, r), "psnr": psnr(xv, r)}
+              for name, r in {**recs, **baselines}.items()}
+    return {"test_accuracy": acc, "victims": xv, "labels": yv, "reconstructions": recs, "baselines": baselines,
+            "scores": scores, "idlg_labels_correct": labels_ok}
+
+
+def architecture_study(cfg: dict, progress: bool | None = None, picture: str = "astronaut") -> list[dict]:
+    """DLG (our settings, one start, ``architecture_steps`` steps) against each architecture at random
+    initialisation and its :data:`settings` input size: seconds per step, relative gradient distance
+    and pixel MSE after the steps, the parameter count; and the *exact* recovery of the penultimate
+    features from the last layer's gradient (``a = dL/dW_i / dL/db_i`` for any row ``i``)."""
+    rows = []
+    for arch in progress_bar(ARCHITECTURES, desc="architectures", progress=progress):
+        size = cfg["architecture_sizes"][arch]
+        classes = cfg["architecture_classes"]
+        image = skimage_crops([picture], size=size)[0]
+        t0 = time.perf_counter()
+        if arch == "lenet":
+            model = DLGLeNet(3, classes, size, seed=1234)
+        else:
+            model = torchvision_model(arch, num_classes=classes, seed=0)
+        build = time.perf_counter() - t0
+        grads = shared_gradients(model, image[None], torch.tensor([7]))
+        res = dlg(model, grads, tuple(image.shape), classes, steps=cfg["architecture_steps"], tol=0,
+                  progress=False)
+        feats = _penultimate(model, image[None])
+        w, b = grads[-2], grads[-1]
+        i = int(b.abs().argmax())
+        recovered = w[i] / b[i]
+        rows.append({"architecture": arch, "input_size": size, "parameters": sum(p.numel() for p in model.parameters()),
+                     "seconds_per_step": res.seconds / res.extras["steps"], "build_seconds": build,
+                     "steps": res.extras["steps"], "relative_distance": res.extras["relative_loss"],
+                     "distance_curve": res.history["loss"],
+                     "mse": float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean()),
+                     "grey_mse": float(((image - 0.5) ** 2).mean()),
+                     "feature_error": float((recovered - feats).abs().max() / feats.abs().max())})
+    return rows
+
+
+def _penultimate(model, x):
+    """The input of the model's last ``nn.Linear`` for ``x`` (one forward with a hook)."""
+    from ..attacks.gradients import final_linear
+
+    layer, _ = final_linear(model)
+    seen = []
+    handle = layer.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0][0]
+
+
+def matched_mse(truth: torch.Tensor, rec: torch.Tensor) -> float:
+    """Mean pixel MSE after pairing reconstructions with originals one to one (the gradient of a batch
+    does not say which image came first): optimal assignment by MSE."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = ((truth[:, None] - rec[None]) ** 2).flatten(2).mean(2).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].mean())
+
+
+def defence_study(cfg: dict, progress: bool | None = None) -> dict:
+    """DLG (our settings, one start, ``defence_steps`` steps) against three defences on DLG's LeNet:
+    Gaussian noise of std ``sigma`` on every gradient entry, pruning of the smallest fraction of each
+    tensor, and batches of several pictures (distinct labels; scored after optimal matching).
+    Returns ``{defence: [(strength, mse), ...]}`` plus the picture's mid-grey baseline MSE."""
+    pictures = skimage_crops(list(PICTURES), size=cfg["picture_size"])
+    k = list(PICTURES).index(cfg["defence_picture"])
+    image = pictures[k]
+    model, grads = dlg_victim(image, k)
+    scale = float(torch.cat([g.flatten() for g in grads]).abs().mean())
+    out = {"noise": [], "pruning": [], "batch": [], "gradient_mean_abs": scale,
+           "grey_mse": float(((image - 0.5) ** 2).mean())}
+    jobs = ([("noise", s) for s in cfg["noise_sigmas"]] + [("pruning", f) for f in cfg["prune_fractions"]]
+            + [("batch", b) for b in cfg["batch_sizes"]])
+    for kind, strength in progress_bar(jobs, desc="defences", progress=progress):
+        steps = cfg["defence_steps"]
+        if kind == "batch":
+            order = [k] + [j for j in range(len(PICTURES)) if j != k]
+            xb = pictures[order[:strength]]
+            yb = torch.tensor(order[:strength])
+            g = shared_gradients(model, xb, yb)
+            res = dlg(model, g, tuple(image.shape), 100, n=strength, steps=steps)
+            out[kind].append((strength, matched_mse(xb, res.reconstruction.clamp(0, 1))))
+            continue
+        g = noisy_gradients(grads, strength, seed=1) if kind == "noise" else prune_gradients(grads, strength)
+        res = dlg(model, g, tuple(image.shape), 100, steps=steps)
+        out[kind].append((strength, float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())))
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["fast", "full"], default=None)
+    parser.add_argument("--out", default=None, help="folder for the JSON record (default book/results)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="studies to run: labels, trained, architectures, defences (default: all)")
+    args = parser.parse_args(argv)
+    mode = get_mode(args.mode)
+    cfg = settings(mode)
+    only = set(args.only or ["labels", "trained", "architectures", "defences"])
+    t0 = time.perf_counter()
+    results = {}
+    if "labels" in only:
+        lab = label_accuracy(cfg, progress=True)
+        results["labels"] = {"trials": len(lab["truth"]), "idlg_accuracy": lab["idlg_accuracy"],
+                             "dlg_accuracy": lab["dlg_accuracy"]}
+    if "trained" in only:
+        tr = trained_network_study(cfg, progress=True)
+        results["trained"] = {"test_accuracy": tr["test_accuracy"],
+                              "attacks": [{"attack": k, "mse": float(np.mean(v["mse"])), "ssim": float(np.mean(v["ssim"]))}
+                                          for k, v in tr["scores"].items()]}
+    if "architectures" in only:
+        results["architectures"] = [{k: v for k, v in r.items() if k != "distance_curve"}
+                                    for r in architecture_study(cfg, progress=True)]
+    if "defences" in only:
+        d = defence_study(cfg, progress=True)
+        results["defences"] = {k: ([{"strength": s, "mse": m} for s, m in v] if isinstance(v, list) else v)
+                               for k, v in d.items()}
+    from . import save_record
+
+    path = save_record("gradient_inversion", mode, cfg, results, args.out, seconds=time.perf_counter() - t0)
+    print(json_summary(results))
+    print("wrote", path)
+
+
+def json_summary(results: dict) -> str:
+    import json
+
+    return json.dumps(results, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()

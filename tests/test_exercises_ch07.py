@@ -1,0 +1,74 @@
+"""Chapter 07 checkers: right answers pass, plausible wrong answers are rejected."""
+import numpy as np
+import torch
+
+from mixcon_lite import exercises
+from mixcon_lite.attacks.gradients import final_linear, restore_labels
+from mixcon_lite.attacks.gradinversion import bn_statistic_loss
+
+
+def test_check_restore_labels():
+    assert exercises.check_restore_labels(restore_labels)
+
+    def by_row_sum(model, grads, n):             # iDLG's rule stretched to a batch
+        return torch.argsort(grads[final_linear(model)[1]].sum(1))[:n]
+
+    verdict = exercises.check_restore_labels(by_row_sum)
+    assert not verdict and "row *sums*" in verdict.message
+
+    def descending(model, grads, n):             # the largest minima: the classes NOT in the batch
+        return torch.argsort(grads[final_linear(model)[1]].min(1).values, descending=True)[:n]
+
+    assert not exercises.check_restore_labels(descending)
+    assert not exercises.check_restore_labels(lambda m, g, n: torch.arange(n))
+    assert not exercises.check_restore_labels(lambda m, g, n: 1 / 0)
+    assert not exercises.check_restore_labels("not a function")
+
+
+def test_check_repeat_accuracy():
+    right = lambda b, k: k * (1 - (1 - 1 / k) ** b) / b  # noqa: E731
+    verdict = exercises.check_repeat_accuracy(right)
+    assert verdict and "measured" in verdict.message
+    no_repeat = lambda b, k: float(np.prod([1 - i / k for i in range(b)]))  # noqa: E731
+    verdict = exercises.check_repeat_accuracy(no_repeat)
+    assert not verdict and "no repeated label" in verdict.message
+    assert not exercises.check_repeat_accuracy(lambda b, k: (1 - 1 / k) ** (b - 1))   # P(a label is unique)
+    assert not exercises.check_repeat_accuracy(lambda b, k: 1.0)
+    assert not exercises.check_repeat_accuracy(lambda b, k: "high")
+
+
+def test_check_bn_loss():
+    assert exercises.check_bn_loss(bn_statistic_loss)
+
+    def make(unbiased=False, squared=False, output=False, mutate=False, detach=False):
+        from mixcon_lite.attacks.gradinversion import bn_layers
+
+        def fn(model, x):
+            layers = bn_layers(model)
+            saved = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+            stats = []
+            if output:
+                hooks = [m.register_forward_hook(lambda mod, i, o: stats.append(o)) for m in layers]
+            else:
+                hooks = [m.register_forward_pre_hook(lambda mod, i: stats.append(i[0])) for m in layers]
+            model(x)
+            for h in hooks:
+                h.remove()
+            if not mutate:
+                for m, (rm, rv) in zip(layers, saved):
+                    m.running_mean.copy_(rm)
+                    m.running_var.copy_(rv)
+                    m.num_batches_tracked.zero_()
+            total = 0
+            for h, (rm, rv) in zip(stats, saved):
+                dims = [0] + list(range(2, h.ndim))
+                dm, dv = h.mean(dims) - rm, h.var(dims, unbiased=unbiased) - rv
+                total = total + (dm.pow(2).sum() + dv.pow(2).sum() if squared else dm.norm() + dv.norm())
+            return total.detach() if detach else total
+        return fn
+
+    assert exercises.check_bn_loss(make())
+    for wrong in (dict(unbiased=True), dict(squared=True), dict(output=True), dict(detach=True)):
+        assert not exercises.check_bn_loss(make(**wrong)), wrong
+    verdict = exercises.check_bn_loss(make(mutate=True))
+    assert not verdict and "buffers" in verdict.message

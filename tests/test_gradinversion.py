@@ -1,0 +1,255 @@
+"""GradInversion (chapter 07): label restoration, BN-statistic prior, batch matching, the attack."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mixcon_lite.attacks.gradients import gradinversion, restore_labels, shared_gradients
+from mixcon_lite.attacks.gradinversion import PRIORS, bn_layers, bn_statistic_loss, match_batch
+from mixcon_lite.attacks.result import AttackResult
+from mixcon_lite.models import BNConvNet
+
+
+def relu_mlp(seed, d=12, hidden=32, k=10):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, k))
+
+
+def distinct_batch(seed, b, k=10, shape=(12,)):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, *shape, generator=g), torch.randperm(k, generator=g)[:b]
+
+
+# ------------------------------------------------------------------ restore_labels -------------
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("b", [1, 3, 5])
+def test_restore_labels_exact_for_distinct_labels_on_random_mlps(seed, b):
+    model = relu_mlp(seed)
+    x, y = distinct_batch(seed, b)
+    got = restore_labels(model, shared_gradients(model, x, y), b)
+    assert got.dtype == torch.long and got.shape == (b,)
+    assert torch.equal(got, torch.sort(y).values)          # sorted ascending, exact set
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_restore_labels_on_random_bn_convnets_in_train_mode(seed):
+    torch.manual_seed(seed)
+    model = BNConvNet().train()
+    x, y = distinct_batch(seed, 8, shape=(1, 28, 28))
+    grads = shared_gradients(copy.deepcopy(model), x, y)
+    assert torch.equal(restore_labels(model, grads, 8), torch.sort(y).values)
+
+
+def test_restore_labels_all_classes_present():
+    model = relu_mlp(0, k=6)
+    x, y = distinct_batch(1, 6, k=6)
+    assert torch.equal(restore_labels(model, shared_gradients(model, x, y), 6), torch.arange(6))
+
+
+def test_restore_labels_repeated_labels_find_the_set_not_the_multiset():
+    model = relu_mlp(3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 12, generator=g)
+    y = torch.tensor([2, 2, 2, 5, 5, 7])
+    got = restore_labels(model, shared_gradients(model, x, y), 6)
+    assert set(got.tolist()) >= {2, 5, 7}                   # every present class is found ...
+    assert sorted(got.tolist()) != sorted(y.tolist())       # ... but the multiset is wrong
+    assert len(set(got.tolist())) == 6                      # each class at most once
+
+
+def test_restore_labels_bad_inputs():
+    model = relu_mlp(0)
+    x, y = distinct_batch(0, 3)
+    grads = shared_gradients(model, x, y)
+    with pytest.raises(ValueError, match="n must be"):
+        restore_labels(model, grads, 0)
+    with pytest.raises(ValueError, match="exceeds"):
+        restore_labels(model, grads, 11)
+    with pytest.raises(ValueError, match="one gradient per model parameter"):
+        restore_labels(model, grads[:-1], 3)
+    with pytest.raises(ValueError, match="has shape"):
+        restore_labels(model, [g.T if g.ndim == 2 else g for g in grads], 3)
+    conv_only = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    xc = torch.rand(2, 1, 8, 8)
+    gc = shared_gradients(conv_only, xc, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        restore_labels(conv_only, gc, 2)
+
+
+# ------------------------------------------------------------------ BN-statistic prior ---------
+def random_bn_net(seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(3 * 4 * 4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    for m in bn_layers(net):
+        m.running_mean.normal_()
+        m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_bn_statistic_loss_matches_the_definition_and_keeps_buffers(train_mode):
+    net = random_bn_net(0).train(train_mode)
+    x = torch.randn(4, 2, 6, 6)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    got = bn_statistic_loss(net, x)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    ref = copy.deepcopy(net)                      # its forward in train mode updates its buffers
+    h1 = ref[0](x)
+    h2 = ref[4](ref[3](ref[2](ref[1](h1))))
+    want = 0.0
+    for h, bn in ((h1, net[1]), (h2, net[5])):
+        dims = [0] + list(range(2, h.ndim))
+        want = want + (h.mean(dims) - bn.running_mean).norm() + (h.var(dims, unbiased=False) - bn.running_var).norm()
+    assert torch.allclose(got, want, rtol=1e-5)
+    xg = x.clone().requires_grad_()
+    bn_statistic_loss(net, xg).backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+
+
+def test_bn_statistic_loss_is_zero_at_matching_statistics():
+    net = nn.Sequential(nn.BatchNorm2d(2))
+    x = torch.randn(5, 2, 3, 3)
+    net[0].running_mean.copy_(x.mean((0, 2, 3)))
+    net[0].running_var.copy_(x.var((0, 2, 3), unbiased=False))
+    assert bn_statistic_loss(net, x) < 1e-6
+
+
+def test_bn_statistic_loss_bad_inputs():
+    with pytest.raises(ValueError, match="BatchNorm"):
+        bn_statistic_loss(relu_mlp(0), torch.rand(3, 12))
+    with pytest.raises(ValueError, match="b >= 2"):
+        bn_statistic_loss(random_bn_net(0), torch.rand(1, 2, 6, 6))
+
+
+# ------------------------------------------------------------------ match_batch ----------------
+def test_match_batch_undoes_a_permutation():
+    g = torch.Generator().manual_seed(0)
+    originals = torch.rand(7, 1, 5, 5, generator=g)
+    perm = torch.randperm(7, generator=g)
+    rec = originals[perm] + 0.01 * torch.randn(7, 1, 5, 5, generator=g)
+    order = match_batch(rec, originals)
+    assert torch.equal(perm[order], torch.arange(7))
+    assert torch.allclose(rec[order], originals, atol=0.05)
+
+
+def test_match_batch_is_optimal_not_greedy():
+    originals = torch.tensor([[0.0], [1.0]])
+    rec = torch.tensor([[0.6], [2.0]])   # greedy: rec0 -> orig1 (0.16) leaves rec1 -> orig0 (4.0)
+    order = match_batch(rec, originals)
+    assert order.tolist() == [0, 1]      # optimum 0.36 + 1.0
+
+
+def test_match_batch_bad_inputs():
+    with pytest.raises(ValueError, match="same shape"):
+        match_batch(torch.rand(3, 4), torch.rand(2, 4))
+    with pytest.raises(ValueError, match="two tensors"):
+        match_batch([1, 2], torch.rand(2, 1))
+
+
+# ------------------------------------------------------------------ gradinversion -------------
+@pytest.fixture(scope="module")
+def bn_case():
+    torch.manual_seed(0)
+    model = BNConvNet(channels=4).train()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 1, 28, 28, generator=g)
+    y = torch.tensor([1, 4, 7])
+    return model, x, y, shared_gradients(copy.deepcopy(model), x, y)
+
+
+def test_gradinversion_returns_an_attack_result_and_leaves_the_model_alone(bn_case):
+    model, x, y, grads = bn_case
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = gradinversion(model, grads, (1, 28, 28), y, steps=12, progress=False, record_every=5,
+                        **PRIORS["+ group consistency"])
+    assert isinstance(res, AttackResult) and res.reconstruction.shape == (3, 1, 28, 28)
+    assert torch.equal(res.labels, y) and res.loss.shape == (3,)
+    assert res.reconstruction.min() >= 0 and res.reconstruction.max() <= 1
+    assert res.extras["candidates"].shape == (4, 3, 1, 28, 28)
+    assert res.extras["consensus"].shape == (3, 1, 28, 28)
+    assert res.history["step"] == [0, 5, 10, 11] and len(res.history["bn"]) == 4
+    assert model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_gradinversion_distance_is_zero_at_the_private_batch_in_the_clients_mode(bn_case):
+    model, x, y, grads = bn_case
+    res = gradinversion(model, grads, (1, 28, 28), y, steps=1, lr=1e-9, init=x, progress=False)
+    assert float(res.loss[0]) < 1e-5
+    wrong_mode = copy.deepcopy(model).eval()                # the client trained in train mode
+    res = gradinversion(wrong_mode, grads, (1, 28, 28), y, steps=1, lr=1e-9, init=x, progress=False)
+    assert float(res.loss[0]) > 1e-3
+
+
+def test_gradinversion_seeds_are_independent_without_group_term(bn_case):
+    model, x, y, grads = bn_case
+    init = torch.rand(2, 3, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    kw = dict(steps=8, progress=False, tv_weight=0.1, bn_weight=0.1)
+    both = gradinversion(model, grads, (1, 28, 28), y, seeds=2, init=init, **kw)
+    one = gradinversion(model, grads, (1, 28, 28), y, seeds=1, init=init[1], **kw)
+    assert torch.allclose(both.extras["candidates"][1], one.extras["candidates"][0], atol=1e-5)
+
+
+def test_gradinversion_is_seeded_and_reduces_the_gradient_distance():
+    model = relu_mlp(0)
+    x, y = distinct_batch(2, 2)
+    grads = shared_gradients(model, x, y)
+    a = gradinversion(model, grads, (12,), y, steps=60, lr=0.05, progress=False, seed=3)
+    b = gradinversion(model, grads, (12,), y, steps=60, lr=0.05, progress=False, seed=3)
+    assert torch.equal(a.reconstruction, b.reconstruction)
+    assert a.history["grad_distance"][-1] < 0.5 * a.history["grad_distance"][0]
+
+
+def test_gradinversion_bad_inputs(bn_case):
+    model, x, y, grads = bn_case
+    shape = (1, 28, 28)
+    cases = [
+        (dict(gradients=grads[:-1]), "one gradient per model parameter"),
+        (dict(tv_weight=-1.0), "tv_weight must be a non-negative"),
+        (dict(bn_weight=float("nan")), "bn_weight must be a non-negative"),
+        (dict(group_weight=0.1, seeds=1), "seeds >= 2"),
+        (dict(steps=0), "steps must be"),
+        (dict(labels=torch.tensor([1, 10, 2])), r"class indices in \[0, 10\)"),
+        (dict(labels=torch.tensor([0.5, 1.0, 2.0])), "LongTensor"),
+        (dict(labels=torch.tensor([], dtype=torch.long)), "LongTensor"),
+        (dict(input_shape=(1, 14, 14)), "does not accept inputs"),
+        (dict(input_shape=28), "input_shape must be"),
+        (dict(init=torch.rand(2, 1, 28, 28)), "init must be"),
+        (dict(box=(1.0, 0.0)), "box must be"),
+    ]
+    for override, message in cases:
+        kw = dict(model=model, gradients=grads, input_shape=shape, labels=y, steps=1, progress=False)
+        kw.update(override)
+        with pytest.raises(ValueError, match=message):
+            gradinversion(**kw)
+    mlp = relu_mlp(0)
+    xm, ym = distinct_batch(0, 2)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        gradinversion(mlp, shared_gradients(mlp, xm, ym), (12,), ym, steps=1, bn_weight=0.1, progress=False)
+    with pytest.raises(ValueError, match="image inputs"):
+        gradinversion(mlp, shared_gradients(mlp, xm, ym), (12,), ym, steps=1, tv_weight=0.1, progress=False)
+
+
+# ------------------------------------------------------------------ the chapter's experiment ---
+def test_experiment_pieces_run_on_a_tiny_setting():
+    from mixcon_lite.experiments import gradinversion as gx
+
+    s = gx.settings("fast")
+    assert s["steps"] > 0 and 8 in s["attack_batch_sizes"] and set(s["priors"]) == set(PRIORS)
+    assert max(gx.settings("full")["attack_batch_sizes"]) == 48
+    torch.manual_seed(0)
+    model = BNConvNet(channels=4).train()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(60, 1, 28, 28, generator=g), torch.arange(60) % 10
+    xb, yb = gx.draw_batch(x, y, 4, distinct=True, gen=g)
+    assert len(set(yb.tolist())) == 4
+    labels = gx.label_restoration(model, x, y, [2, 4], trials=3, distinct=False, progress=False)
+    assert set(labels) == {2, 4} and all(0 <= v["accuracy"] <= 1 for v in labels.values())
+    tiny = dict(s, steps=2, priors={"none": {}, "+ group consistency": PRIORS["+ group consistency"]})
+    scores = gx.fidelity(model, xb, yb, (x, y), tiny, progress=False)
+    summary = gx.summary(scores)
+    assert set(summary) == {"none", "+ group consistency", "class mean", "random same-class"}
+    assert summary["class mean"]["beats_class_mean"] == 0.0
+    assert scores["none"]["matched"].shape == xb.shape and len(scores["none"]["ssim"]) == 4

@@ -45,12 +45,12 @@ from .features import total_variation
 from .gradients import check_gradients, final_linear
 from .result import AttackResult
 
-#: The chapter's prior settings. The weights are ours, chosen by a small search on two batches of
-#: the chapter's setting (its network, 500 to 1,000 steps): the paper tunes its weights for ResNet-50 on ImageNet, and
-#: breaching's GradInversion configuration uses TV 1e-4, L2 1e-6 and BN 0.1 against a gradient
-#: term scaled by 1e-4. With the Euclidean (not squared) group term, weights much above 0.01 make
-#: the seeds collapse onto one candidate within a few hundred Adam steps.
-#: Use one as ``gradinversion(..., **PRIORS[name])``.
+#: The chapter's prior settings. The weights are ours, chosen by a small search on two batches
+#: of the chapter's setting (its network, 500 to 1,000 steps): the paper tunes its weights for
+#: ResNet-50 on ImageNet, and breaching's GradInversion configuration uses TV 1e-4, L2 1e-6 and
+#: BN 0.1 against a gradient term scaled by 1e-4. With the Euclidean (not squared) group term,
+#: weights much above 0.01 make the seeds collapse onto one candidate within a few hundred Adam
+#: steps. Use one as ``gradinversion(..., **PRIORS[name])``.
 PRIORS = {
     "none": dict(),
     "TV + L2": dict(tv_weight=1.0, l2_weight=0.001),

@@ -16,7 +16,8 @@ attacker's images. For each cut the attacker recovers the victims' images with
 tuning images (never on the victims); it is expressed per entry of :math:`h` (the weight beside the
 *mean* feature error), so for the sum objective the attack uses :math:`|h|\,\lambda_{TV}`: both
 white-box attacks then minimise the same function up to a constant factor, and differ only in
-the optimiser and its step. The paper's grid and chosen value are not in its text; ours are ours.
+the optimiser and its step. The paper's grid and chosen value are not available to us; ours
+are ours.
 
 A label-only baseline sits beside every score: the mean of the attacker's images of the victim's
 class. Scores: SSIM raw in [-1, 1] and normalised :math:`(\mathrm{SSIM}+1)/2` in [0, 1] (the

@@ -41,7 +41,7 @@ def settings(mode: str | None = None) -> dict:
         "mode": "fast" if fast else "full",
         "pictures": list(PICTURES), "picture_size": 32, "dlg_steps": 1500, "fashion_victims": 2,
         "restarts": 8, "restart_steps": 400 if fast else 1500,
-        "label_trials": 30 if fast else 300, "label_steps": 150 if fast else 300,
+        "label_trials": 20 if fast else 300, "label_steps": 100 if fast else 300,
         "train_images": 10000 if fast else 60000, "train_epochs": 3 if fast else 10,
         "trained_victims": 3 if fast else 8, "ig_steps": 300 if fast else 4000, "ig_tv": 0.05,
         "architecture_sizes": ({"lenet": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75} if fast
@@ -50,7 +50,7 @@ def settings(mode: str | None = None) -> dict:
         "noise_sigmas": [0.0, 1e-3, 1e-2, 1e-1] if fast else [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
         "prune_fractions": [0.0, 0.1, 0.2, 0.4] if fast else [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7],
         "batch_sizes": [1, 2, 4] if fast else [1, 2, 4, 8],
-        "defence_steps": 600 if fast else 3000, "defence_picture": "coffee",
+        "defence_steps": 800 if fast else 3000, "defence_picture": "coffee",
     }
 
 
@@ -80,7 +80,8 @@ def recover_pictures(cfg: dict, progress: bool | None = None) -> dict:
     jobs += [("fashion", f"fashion {i}", xf[i], int(yf[i]), 10) for i in range(len(xf))]
     for group, name, image, label, classes in progress_bar(jobs, desc="pictures", progress=progress):
         model, grads = dlg_victim(image, label, classes)
-        res = dlg(model, grads, tuple(image.shape), classes, steps=cfg["dlg_steps"], snapshot_every=1)
+        res = dlg(model, grads, tuple(image.shape), classes, steps=cfg["dlg_steps"], snapshot_every=1,
+                  progress=False)
         curve = [float(((s - image) ** 2).mean()) for _, s in res.history["snapshots"]]
         out[group].append({"name": name, "image": image, "label": label, "result": res, "mse_curve": curve})
     return out
@@ -92,7 +93,7 @@ def restart_study(cfg: dict, picture: str = "chelsea", seed: int = 5) -> dict:
     image = skimage_crops([picture], size=cfg["picture_size"])[0]
     model, grads = dlg_victim(image, 2)
     res = dlg(model, grads, tuple(image.shape), 100, steps=cfg["restart_steps"], restarts=cfg["restarts"],
-              seed=seed, init="randn", max_step=None, tol=0, keep_all=True)
+              seed=seed, init="randn", max_step=None, tol=0, keep_all=True, progress=False)
     per = res.extras["all_reconstructions"]
     mses = ((per - image) ** 2).flatten(1).mean(1)
     return {"picture": picture, "image": image, "result": res, "restart_distance": res.extras["restart_loss"],
@@ -111,7 +112,8 @@ def label_accuracy(cfg: dict, progress: bool | None = None, seed: int = 0) -> di
         model, grads = dlg_victim(x[i], int(y[i]), 10, seed=10_000 + t)
         truth.append(int(y[i]))
         by_idlg.append(idlg_label(model, grads))
-        res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["label_steps"], seed=t, init="randn", max_step=None)
+        res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["label_steps"], seed=t, init="randn", max_step=None,
+                  progress=False)
         by_dlg.append(int(res.labels[0]))
     truth = np.array(truth)
     return {"truth": truth, "idlg": np.array(by_idlg), "dlg": np.array(by_dlg),
@@ -160,13 +162,13 @@ def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None
         kind, kw = TRAINED_ATTACKS[name]
         grads = grads_of[i]
         if kind == "dlg":
-            res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["ig_steps"], seed=i)
+            res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["ig_steps"], seed=i, progress=False)
         else:
             label = torch.tensor([idlg_label(model, grads)])
             if name == "cosine + TV, Adam (IG)":
                 labels_ok.append(int(label) == int(yv[i]))
             res = invert_gradients(model, grads, (1, 28, 28), label, steps=cfg["ig_steps"], seed=i,
-                                   **{"tv_weight": cfg["ig_tv"], **kw})
+                                   progress=False, **{"tv_weight": cfg["ig_tv"], **kw})
         recs[name].append(res.reconstruction[0].clamp(0, 1))
     recs = {k: torch.stack(v) for k, v in recs.items()}
     g = torch.Generator().manual_seed(0)
@@ -250,18 +252,25 @@ def defence_study(cfg: dict, progress: bool | None = None) -> dict:
            "grey_mse": float(((image - 0.5) ** 2).mean())}
     jobs = ([("noise", s) for s in cfg["noise_sigmas"]] + [("pruning", f) for f in cfg["prune_fractions"]]
             + [("batch", b) for b in cfg["batch_sizes"]])
+    undefended = None                 # sigma 0, fraction 0 and b = 1 are the same run
     for kind, strength in progress_bar(jobs, desc="defences", progress=progress):
         steps = cfg["defence_steps"]
+        if (kind == "batch" and strength == 1) or (kind != "batch" and strength == 0):
+            if undefended is None:
+                res = dlg(model, grads, tuple(image.shape), 100, steps=steps, progress=False)
+                undefended = float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())
+            out[kind].append((strength, undefended))
+            continue
         if kind == "batch":
             order = [k] + [j for j in range(len(PICTURES)) if j != k]
             xb = pictures[order[:strength]]
             yb = torch.tensor(order[:strength])
             g = shared_gradients(model, xb, yb)
-            res = dlg(model, g, tuple(image.shape), 100, n=strength, steps=steps)
+            res = dlg(model, g, tuple(image.shape), 100, n=strength, steps=steps, progress=False)
             out[kind].append((strength, matched_mse(xb, res.reconstruction.clamp(0, 1))))
             continue
         g = noisy_gradients(grads, strength, seed=1) if kind == "noise" else prune_gradients(grads, strength)
-        res = dlg(model, g, tuple(image.shape), 100, steps=steps)
+        res = dlg(model, g, tuple(image.shape), 100, steps=steps, progress=False)
         out[kind].append((strength, float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())))
     return out
 

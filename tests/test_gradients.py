@@ -285,8 +285,9 @@ def test_dlg_lenet_matches_the_reference_architecture_and_init():
     model = DLGLeNet()
     shapes = [tuple(p.shape) for p in model.parameters()]
     assert shapes == [(12, 3, 5, 5), (12,), (12, 12, 5, 5), (12,), (12, 12, 5, 5), (12,), (100, 768), (100,)]
-    torch.manual_seed(1234)                       # DLG's code: seed, then U(-0.5, 0.5) module by module
-    for p, q in zip(DLGLeNet(seed=None).parameters(), model.parameters()):
+    reference = DLGLeNet(seed=None)               # DLG's code: build, seed, then U(-0.5, 0.5) in order
+    torch.manual_seed(1234)
+    for p, q in zip(reference.parameters(), model.parameters()):
         assert torch.equal(torch.empty(p.shape).uniform_(-0.5, 0.5), q.detach())
     assert DLGLeNet(1, 10, 28).blocks.logits[1].in_features == 588
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)

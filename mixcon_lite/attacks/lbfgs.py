@@ -3,9 +3,11 @@ r"""L-BFGS for many independent problems at once (the restarts of a gradient-inv
 :class:`BatchedLBFGS` keeps one curvature history per row of a ``[K, dim]`` iterate and returns the
 next iterate of every row from one call. It follows ``torch.optim.LBFGS`` with ``line_search_fn=None``
 (the setting of DLG's code): the first step after a (re)start is ``-g`` scaled by
-``lr * min(1, 1 / |g|_1)``, later steps are ``-lr * H g``; a pair ``(s, y)`` enters the history only
-when ``s^T y > 1e-10``; the initial inverse Hessian is ``gamma * I`` with ``gamma = s^T y / y^T y`` of the
-newest accepted pair.
+``lr * min(1, 1 / |g|_1)``, later steps are ``-lr * H g``; a pair ``(s, y)`` is used only when
+``s^T y > 1e-10``; the initial inverse Hessian is ``gamma * I`` with ``gamma = s^T y / y^T y`` of the
+newest accepted pair. The iterates equal torch's as long as no pair is rejected (unit-tested); a
+rejected pair still occupies a history slot here (as a null pair, see :class:`BatchedLBFGS`), so after
+rejections the history holds fewer real pairs than torch's would.
 
 Why not ``torch.optim.LBFGS`` on the stacked tensor? Its history, its curvature test and its step
 scaling are *global*: K stacked restarts would share one Hessian model, so one diverging restart would

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .utils import positive_int, progress_bar, show_progress  # noqa: F401 (show_progress re-exported)
+from .utils import positive_int, progress_bar
 
 
 def cross_entropy_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -24,19 +25,38 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def show_progress(progress: bool | None = None) -> bool:
-    """Whether to draw tqdm bars: ``progress`` if given, else only in an interactive session
-    (a notebook kernel or a terminal), never in CI logs."""
+    """Whether to draw tqdm bars.
+
+    ``progress`` wins when given. Otherwise the environment variable ``MIXCON_LITE_PROGRESS``
+    (``1``/``on`` or ``0``/``off``) decides, and without it bars are drawn only in an interactive
+    session (a notebook kernel or a terminal), never in CI logs. ``notebooks/conftest.py`` sets it to
+    ``0`` so that nbval's kernels do not flood their output channel with widget updates.
+    """
     if progress is not None:
         return bool(progress)
+    env = os.environ.get("MIXCON_LITE_PROGRESS", "").strip().lower()
+    if env:
+        if env in _ON:
+            return True
+        if env in _OFF:
+            return False
+        raise ValueError(f"MIXCON_LITE_PROGRESS must be one of {sorted(_ON | _OFF)} (or unset), "
+                         f"got {env!r}.")
     if "ipykernel" in sys.modules:
         return True
     return sys.stderr.isatty()
 
 
+_ON = {"1", "on", "true", "yes"}
+_OFF = {"0", "off", "false", "no"}
+
+
 def progress_bar(iterable=None, total: int | None = None, desc: str | None = None,
                  progress: bool | None = None, leave: bool = False):
     """A ``tqdm.auto`` bar over ``iterable`` (or a manual one of ``total`` steps), shown only when
-    :func:`show_progress` says so."""
+    :func:`show_progress` says so. It redraws at most twice a second: in a notebook every redraw is
+    a widget message, and thousands of them slow the browser (and time out nbval)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=leave, disable=not show_progress(progress))
+    return tqdm(iterable, total=total, desc=desc, leave=leave, mininterval=0.5,
+                disable=not show_progress(progress))

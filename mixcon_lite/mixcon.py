@@ -31,7 +31,11 @@ pair's distance :math:`d_{ij}` as :math:`L_c` measures it: the squared distance
     :math:`\beta = 0` nothing pulls a pair closer than :math:`\varepsilon`. This form always uses
     the per-entry distance.
 
-Pairs are summed (``reduction="sum"``; Eq. (1) is a sum) or averaged (``"mean"``).
+Pairs are summed (``reduction="sum"``; Eq. (1) is a sum) or averaged (``"mean"``). ``pairs="across"``
+(the default) is MixCon's :math:`S`, pairs from *different* classes; ``pairs="within"`` applies the
+same penalty to every pair from the *same* class instead
+(:func:`~mixcon_lite.separability.within_class_pairs`), the alternative of the paper's App. D.1
+(the pairing within a class is our reading).
 
 **Scale.** With ``distance="squared"`` and ``reduction="sum"`` (the default) the loss grows with
 the size :math:`D_h` of the representation and with the number of pairs in a batch, so one
@@ -48,11 +52,12 @@ import torch
 import torch.nn.functional as F
 
 from .models import SplitNet
-from .separability import mixcon_pairs
+from .separability import mixcon_pairs, within_class_pairs
 
 FORMS = ("raw", "normalised")
 DISTANCES = ("squared", "per_entry")
 REDUCTIONS = ("sum", "mean")
+PAIR_SETS = ("across", "within")
 DEFAULT_FORM = "raw"
 DEFAULT_EPS = {"raw": 0.05, "normalised": 0.01}
 
@@ -115,7 +120,7 @@ def pair_penalty(d, lam: float, beta: float, eps: float | None = None, form: str
 
 def consistency_loss(h: torch.Tensor, labels: torch.Tensor, lam: float, beta: float,
                      eps: float | None = None, reduction: str = "sum", form: str = DEFAULT_FORM,
-                     distance: str | None = None) -> torch.Tensor:
+                     distance: str | None = None, pairs: str = "across") -> torch.Tensor:
     r"""MixCon's :math:`L_c` on a batch (see the module docstring). Differentiable scalar tensor.
 
     Parameters
@@ -127,6 +132,7 @@ def consistency_loss(h: torch.Tensor, labels: torch.Tensor, lam: float, beta: fl
     reduction : ``"sum"`` over pairs (the paper's Eq. (1)) or ``"mean"``.
     form : ``"raw"`` (default) or ``"normalised"``.
     distance : ``"squared"`` or ``"per_entry"``; ``None`` = the form's own (see module docstring).
+    pairs : ``"across"`` (MixCon's :math:`S`, different classes) or ``"within"`` (same class).
     """
     if not torch.is_tensor(h) or h.ndim < 2:
         raise ValueError(f"h must be a tensor [b, ...] of representations, got "
@@ -135,9 +141,19 @@ def consistency_loss(h: torch.Tensor, labels: torch.Tensor, lam: float, beta: fl
         raise ValueError(f"labels must be a tensor of shape [{h.shape[0]}] (one per representation).")
     check_weights(lam, beta)
     opts = resolve_options(form, eps, distance, reduction)
-    pairs = mixcon_pairs(labels).to(h.device)          # raises if fewer than two classes
-    penalty = pair_penalty(pair_distances(h, pairs, opts["distance"]), lam, beta, opts["eps"], form)
+    index = pair_index(labels, pairs).to(h.device)
+    penalty = pair_penalty(pair_distances(h, index, opts["distance"]), lam, beta, opts["eps"], form)
     return penalty.sum() if reduction == "sum" else penalty.mean()
+
+
+def pair_index(labels: torch.Tensor, pairs: str = "across") -> torch.Tensor:
+    """The ``[P, 2]`` index pairs :math:`L_c` penalises for a batch with ``labels``: ``"across"``
+    (:func:`~mixcon_lite.separability.mixcon_pairs`; needs two classes) or ``"within"``
+    (:func:`~mixcon_lite.separability.within_class_pairs`; needs a class seen twice)."""
+    if pairs not in PAIR_SETS:
+        raise ValueError(f"Unknown pairs {pairs!r}; expected 'across' (MixCon: different classes) or "
+                         "'within' (the same class, the paper's App. D.1 alternative).")
+    return mixcon_pairs(labels) if pairs == "across" else within_class_pairs(labels)
 
 
 def optimal_pair_distance(lam: float, beta: float, eps: float | None = None,
@@ -158,22 +174,28 @@ def optimal_pair_distance(lam: float, beta: float, eps: float | None = None,
 
 
 def mixcon_loss_fn(cut: str, lam: float, beta: float, eps: float | None = None,
-                   reduction: str = "sum", form: str = DEFAULT_FORM, distance: str | None = None):
+                   reduction: str = "sum", form: str = DEFAULT_FORM, distance: str | None = None,
+                   pairs: str = "across"):
     """A ``loss_fn(model, x, y)`` for :func:`mixcon_lite.train.train`: cross-entropy of the logits plus
     :func:`consistency_loss` of the representation after ``cut`` (one forward pass for both).
-    Batches holding a single class contribute only the cross-entropy. The returned function carries
-    ``cut``, ``lam``, ``beta`` and the resolved ``eps``, ``reduction``, ``form``, ``distance``."""
+    Batches without a pair of the kind asked for (a single class for ``"across"``, no repeated class
+    for ``"within"``) contribute only the cross-entropy. The returned function carries ``cut``,
+    ``lam``, ``beta``, ``pairs`` and the resolved ``eps``, ``reduction``, ``form``, ``distance``."""
     check_weights(lam, beta)
     opts = resolve_options(form, eps, distance, reduction)
+    if pairs not in PAIR_SETS:
+        pair_index(torch.zeros(2, dtype=torch.long), pairs)        # raises the clear error
 
     def loss_fn(model: SplitNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h, logits = model.forward_with(x, cut)
         loss = F.cross_entropy(logits, y)
-        if torch.unique(y).numel() > 1 and (lam > 0 or beta > 0):
-            loss = loss + consistency_loss(h, y, lam, beta, **opts)
+        n_classes = torch.unique(y).numel()
+        has_pairs = n_classes > 1 if pairs == "across" else n_classes < len(y)
+        if has_pairs and (lam > 0 or beta > 0):
+            loss = loss + consistency_loss(h, y, lam, beta, pairs=pairs, **opts)
         return loss
 
-    loss_fn.cut, loss_fn.lam, loss_fn.beta = cut, lam, beta
+    loss_fn.cut, loss_fn.lam, loss_fn.beta, loss_fn.pairs = cut, lam, beta, pairs
     for key, value in opts.items():
         setattr(loss_fn, key, value)
     return loss_fn

@@ -115,6 +115,20 @@ def mixcon_pairs(labels) -> torch.Tensor:
     return torch.cat(out)
 
 
+def within_class_pairs(labels) -> torch.Tensor:
+    """The opposite choice (the MixCon paper's App. D.1 alternative, "within-class" pairs): every
+    pair ``i < j`` of samples with the same label. Returns ``[P, 2]`` indices into ``labels``;
+    raises ``ValueError`` when no class has two samples."""
+    y = torch.as_tensor(labels)
+    if y.ndim != 1 or y.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(y.shape)}.")
+    i, j = torch.triu_indices(len(y), len(y), offset=1)
+    same = y[i] == y[j]
+    if not bool(same.any()):
+        raise ValueError("within_class_pairs needs a class with at least two samples.")
+    return torch.stack([i[same], j[same]], 1)
+
+
 @torch.no_grad()
 def layer_report(model: SplitNet, x: torch.Tensor, pairs=None, cuts=None, include_input: bool = True) -> list[dict]:
     """δ and Δ_S at each cut of ``model`` (default: every block) for inputs ``x``.

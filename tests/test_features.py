@@ -211,3 +211,31 @@ def test_invert_one_tv_weight_per_image_equals_separate_runs(lenet):
                 torch.tensor([float("nan")] * 6), "0.1x", float("inf")):
         with pytest.raises(ValueError, match="tv_weight"):
             invert(lenet, "block2", hh, tv_weight=bad, steps=1, progress=False)
+
+
+def test_adversarial_decoder_trains_a_critic_and_checks_its_weight(monkeypatch):
+    from mixcon_lite.attacks import features
+    from mixcon_lite.models import LeNet5
+
+    torch.manual_seed(0)
+    lenet = LeNet5().eval()
+    x_aux = torch.rand(64, 1, 28, 28)
+    calls = []
+    real_forward = features.Critic.forward
+
+    def spy(self, x):
+        calls.append(x.shape[0])
+        return real_forward(self, x)
+
+    monkeypatch.setattr(features.Critic, "forward", spy)
+    plain = features.train_decoder(lenet, "block2", x_aux, epochs=1, batch_size=32, progress=False)
+    assert calls == []                                  # no critic without the GAN term
+    adv = features.train_decoder(lenet, "block2", x_aux, epochs=1, batch_size=32, adversarial=0.1,
+                                 progress=False)
+    assert len(calls) == 2 * 3                          # real, fake (detached), fake per batch
+    h = lenet.forward_to(x_aux[:4], "block2")
+    assert adv(h).shape == (4, 1, 28, 28)
+    assert not torch.allclose(adv(h), plain(h))
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="adversarial"):
+            features.train_decoder(lenet, "block2", x_aux, epochs=1, adversarial=bad)

@@ -142,3 +142,34 @@ def test_mixcon_training_pulls_classes_together():
             h = net.forward_to(x, "fc2")
         gaps[lam] = (h[y == 0].mean(0) - h[y == 1].mean(0)).norm().item()
     assert gaps[0.5] < 0.5 * gaps[0.0]
+
+
+def test_within_class_pairs_and_the_pair_sets():
+    from mixcon_lite.separability import within_class_pairs
+
+    y = torch.tensor([0, 1, 0, 1, 0])
+    got = {tuple(p) for p in within_class_pairs(y).tolist()}
+    assert got == {(0, 2), (0, 4), (2, 4), (1, 3)}
+    with pytest.raises(ValueError, match="at least two samples"):
+        within_class_pairs(torch.tensor([0, 1, 2]))
+    # H, Y: within-class pairs (0, 2) and (1, 3), squared distances 2 and 8
+    lam, beta, eps = 0.1, 0.01, 0.05
+    want = (lam * 2 + beta / 2.05) + (lam * 8 + beta / 8.05)
+    got = mixcon.consistency_loss(H, Y, lam, beta, eps, pairs="within").item()
+    assert got == pytest.approx(want, rel=1e-6)
+    assert got != pytest.approx(mixcon.consistency_loss(H, Y, lam, beta, eps).item())
+    with pytest.raises(ValueError, match="Unknown pairs"):
+        mixcon.consistency_loss(H, Y, lam, beta, pairs="between")
+    with pytest.raises(ValueError, match="Unknown pairs"):
+        mixcon.mixcon_loss_fn("fc1", lam, beta, pairs="all")
+
+
+def test_within_loss_fn_skips_batches_without_a_repeated_class():
+    model = MLP(2, [3], 3)
+    fn = mixcon.mixcon_loss_fn("fc1", 1.0, 0.1, pairs="within")
+    assert fn.pairs == "within"
+    x = torch.randn(3, 2)
+    ce = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2]))
+    assert fn(model, x, torch.tensor([0, 1, 2])).item() == pytest.approx(ce.item())
+    assert fn(model, x, torch.tensor([0, 0, 2])).item() > torch.nn.functional.cross_entropy(
+        model(x), torch.tensor([0, 0, 2])).item()

@@ -202,18 +202,47 @@ class Decoder(torch.nn.Module):
         return self.net(h).view(h.shape[0], *self.out_shape)
 
 
+class Critic(torch.nn.Module):
+    """A small convolutional discriminator for the adversarial decoder: images ``[N, C, H, W]`` ->
+    one logit each (real image vs decoded). Two strided 4x4 convolutions (32, 64 channels, leaky
+    ReLU), global average pooling, a linear layer. Our architecture."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, 32, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+            torch.nn.Conv2d(32, 64, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
 def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 5, lr: float = 1e-3,
-                  batch_size: int = 128, hidden: int = 512, seed: int = 0, progress: bool | None = None) -> Decoder:
-    """The black-box attack: query the client's layers with the attacker's own images ``x_aux``
+                  batch_size: int = 128, hidden: int = 512, seed: int = 0, adversarial: float = 0.0,
+                  progress: bool | None = None) -> Decoder:
+    r"""The black-box attack: query the client's layers with the attacker's own images ``x_aux``
     (``[N, *model.input_shape]``, same distribution, disjoint from the victims'), and fit a
-    :class:`Decoder` from representations back to images (Adam, pixel MSE). ``model`` is only queried
+    :class:`Decoder` from representations back to images. ``model`` is only queried
     (``forward_to`` under ``no_grad``), never differentiated. Returns the trained decoder in eval mode.
+
+    With ``adversarial = 0`` (default) the decoder minimises the pixel MSE with Adam. With
+    ``adversarial = w > 0`` it is trained as the generator of a GAN with a supervised term, as the
+    MixCon paper's App. D.2 describes: a :class:`Critic` learns to tell the attacker's images from
+    decoded ones (binary cross-entropy), and the decoder minimises
+    :math:`\mathrm{MSE}(G(h), x) + w\,\mathrm{BCE}(D(G(h)), \text{real})`, the two updated in
+    turn on every batch, both with Adam at ``lr`` and betas (0.5, 0.999). The paper's Eq. (7) is
+    not legible to us; this form, the critic and ``w`` are ours.
     """
     if not isinstance(model, SplitNet):
         raise ValueError("train_decoder needs a mixcon_lite SplitNet so it can query the cut.")
     model.check_input(x_aux)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
+    adversarial = float(adversarial)
+    if not adversarial >= 0 or adversarial == float("inf"):
+        raise ValueError(f"adversarial is the weight of the GAN term: a finite number >= 0, got "
+                         f"{adversarial!r}.")
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -221,7 +250,12 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     model.train(was_training)
     torch.manual_seed(int(seed))
     decoder = Decoder(h_aux.shape[1:], x_aux.shape[1:], hidden)
-    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+    betas = (0.5, 0.999) if adversarial > 0 else (0.9, 0.999)
+    opt = torch.optim.Adam(decoder.parameters(), lr=lr, betas=betas)
+    if adversarial > 0:
+        critic = Critic(x_aux.shape[1])
+        opt_c = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
     g = torch.Generator().manual_seed(int(seed))
     n_batches = (len(x_aux) + batch_size - 1) // batch_size
     bar = progress_bar(total=epochs * n_batches, desc=f"decoder for {cut}", progress=progress)
@@ -229,7 +263,17 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
         order = torch.randperm(len(x_aux), generator=g)
         for i in range(0, len(x_aux), batch_size):
             idx = order[i:i + batch_size]
-            loss = (decoder(h_aux[idx]) - x_aux[idx]).pow(2).mean()
+            fake = decoder(h_aux[idx])
+            loss = (fake - x_aux[idx]).pow(2).mean()
+            if adversarial > 0:
+                real_logit, fake_logit = critic(x_aux[idx]), critic(fake.detach())
+                loss_c = (bce(real_logit, torch.ones_like(real_logit))
+                          + bce(fake_logit, torch.zeros_like(fake_logit)))
+                opt_c.zero_grad(set_to_none=True)
+                loss_c.backward()
+                opt_c.step()
+                fooled = critic(fake)
+                loss = loss + adversarial * bce(fooled, torch.ones_like(fooled))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

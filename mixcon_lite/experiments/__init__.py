@@ -49,9 +49,10 @@ def results_dir(out_dir: str | os.PathLike | None = None) -> Path:
 
 
 def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os.PathLike | None = None,
-                seconds: float | None = None) -> Path:
-    """Write ``<out_dir>/<name>_<mode>.json`` (default: :func:`results_dir`) with the command, date,
-    hardware, settings, results and, when given, the run's wall time ``seconds``."""
+                seconds: float | None = None, file_stem: str | None = None) -> Path:
+    """Write ``<out_dir>/<file_stem>_<mode>.json`` (default folder: :func:`results_dir`; default
+    stem: the experiment module's ``name``) with the command, date, hardware, settings, results and,
+    when given, the run's wall time ``seconds``."""
     out = results_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"experiment": name, "mode": mode, "command": " ".join(["python -m", f"mixcon_lite.experiments.{name}"]
@@ -60,7 +61,7 @@ def save_record(name: str, mode: str, settings: dict, results, out_dir: str | os
               "hardware": hardware(), "settings": settings, "results": results}
     if seconds is not None:
         record["seconds"] = round(float(seconds), 1)
-    path = out / f"{name}_{mode}.json"
+    path = out / f"{file_stem or name}_{mode}.json"
     path.write_text(json.dumps(record, indent=1))
     return path
 

@@ -49,3 +49,41 @@ def inversion_explorer(model: SplitNet, images: torch.Tensor, cuts=None, max_ima
     box.update = update  # lets tests and notebooks trigger a redraw
     update()
     return box
+
+
+def grid_explorer(points: list[dict], victims: torch.Tensor, attack: str = "whitebox",
+                  show: int = 6):
+    """A dropdown over precomputed MixCon grid points (from
+    :func:`mixcon_lite.experiments.mixcon_images.run_grid`): pick :math:`(\\lambda, \\beta)` and see
+    its test accuracy, :math:`\\delta`, the attack's mean SSIM and the first ``show`` victims above
+    what ``attack`` recovered from them. Nothing is recomputed, so it is instant. Returns the
+    ``ipywidgets.VBox`` (its ``update()`` redraws and returns the chosen point)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from .viz import compare_rows
+
+    if not points or any(attack not in p or "images" not in p[attack] for p in points):
+        raise ValueError(f"points must be run_grid points that carry {attack!r} recoveries.")
+    n = min(int(show), len(victims))
+    labels = [(f"lam {p['lam']:g}, beta {p['beta']:g}" + ("" if p.get("pairs", "across") == "across"
+                                                          else f" ({p['pairs']})"), i)
+              for i, p in enumerate(points)]
+    pick = w.Dropdown(options=labels, value=0, description="(λ, β)")
+    out = w.Output()
+
+    def update(*_):
+        p = points[pick.value]
+        with out:
+            out.clear_output(wait=True)
+            print(f"test accuracy {p['accuracy']:.3f}   delta {p['delta']:.3f}   "
+                  f"{attack} SSIM {p[attack]['ssim']:.3f} (best victim {p[attack]['ssim_max']:.3f})")
+            compare_rows({"private": victims[:n], attack: p[attack]["images"][:n]})
+            plt.show()
+        return p
+
+    pick.observe(update, names="value")
+    update()
+    box = w.VBox([pick, out])
+    box.update = update          # for tests: redraw and return the chosen point
+    return box

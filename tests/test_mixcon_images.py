@@ -38,6 +38,7 @@ def test_settings_and_grid():
     assert (full["lr"], full["momentum"]) == (0.01, 0.0)          # the paper's SGD
     assert full["victims_per_class"] * 10 == 100 and full["whitebox_steps"] == 500
     assert full["decoder_epochs"] == 50 and full["decoder_lr"] == 0.002
+    assert full["decoder_adversarial"] > 0 and fast["decoder_adversarial"] == 0
     assert mi.settings("fast", "mnist")["n_per_class"] is None
     assert 0.0 in fast["grid"]["beta"]
     pts = mi.grid_points(fast)
@@ -63,6 +64,9 @@ def test_one_point_measures_everything():
     assert p["relative_delta"] == pytest.approx(p["delta"] / p["mean_distance"])
     (row,) = mi.rows([p])
     assert tuple(row) == mi.JSON_KEYS and row["ssim_whitebox"] == p["whitebox"]["nssim"]
+    plain = mi.plain_point(p)
+    assert "model" not in plain and "images" not in plain["whitebox"]
+    json.dumps(plain)
 
 
 def test_mixcon_changes_training_and_within_pairs_differ():

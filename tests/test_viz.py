@@ -55,3 +55,20 @@ def test_inversion_explorer_updates():
     with pytest.raises(ValueError, match="Unknown cut"):
         inversion_explorer(LeNet5(), torch.rand(1, 1, 28, 28), cuts=["nope"])
     plt.close("all")
+
+
+def test_grid_explorer_switches_points():
+    from mixcon_lite.widgets import grid_explorer
+
+    victims = torch.rand(3, 1, 28, 28)
+    points = [{"lam": lam, "beta": 0.0, "pairs": "across", "accuracy": acc, "delta": 1.0,
+               "whitebox": {"images": torch.rand(3, 1, 28, 28), "ssim": s, "ssim_max": s + 0.1}}
+              for lam, acc, s in ((0.0, 0.8, 0.3), (1.0, 0.81, 0.1))]
+    box = grid_explorer(points, victims, show=2)
+    pick = box.children[0]
+    assert [label for label, _ in pick.options] == ["lam 0, beta 0", "lam 1, beta 0"]
+    pick.value = 1
+    assert box.update() is points[1]
+    with pytest.raises(ValueError, match="decoder"):
+        grid_explorer(points, victims, attack="decoder")
+    plt.close("all")

@@ -80,7 +80,8 @@ def test_check_mnist_sweet_spot_trains_and_judges(data_dir, monkeypatch):
         return {"accuracy": acc, "whitebox": {"ssim": s}}
 
     monkeypatch.setattr(mi, "run_point", fake_point)
-    assert exercises.check_mnist_sweet_spot(1.0, 0.01)
+    ok = exercises.check_mnist_sweet_spot(1.0, 0.01)
+    assert ok and "label-only baseline" in ok.message and "1.0 accuracy points lost" in ok.message
     assert calls[:2] == [(0.0, 0.0, "mnist", False), (1.0, 0.01, "mnist", False)]
     collapsed = exercises.check_mnist_sweet_spot(10.0, 0.0)
     assert not collapsed and "Accuracy fell" in collapsed.message

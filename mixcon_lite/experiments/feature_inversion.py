@@ -53,7 +53,7 @@ WHITE_BOX = {"sgd_paper": {"optimizer": "sgd", "lr": 10.0, "reduction": "sum"},
              "adam": {"optimizer": "adam", "lr": 0.05, "reduction": "mean"}}
 BASELINE = "class mean (label only)"
 TV_GRID = (0.0, 0.01, 0.1, 1.0, 10.0)
-# Training recipes. "paper": the paper's §5.2 (plain SGD, learning rate 0.01, 20 epochs; the batch
+# Training recipes. "paper": the paper's §4.3 (plain SGD, learning rate 0.01, 20 epochs; the batch
 # size is ours). "fast": ours, to fit a notebook's CPU budget.
 RECIPES = {"fast": {"n_per_class": 1000, "epochs": 3, "lr": 0.05, "momentum": 0.9, "batch_size": 64},
            "paper": {"n_per_class": None, "epochs": 20, "lr": 0.01, "momentum": 0.0, "batch_size": 64}}

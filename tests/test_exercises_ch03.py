@@ -84,3 +84,11 @@ def test_check_collapse(models):
     assert not exercises.check_collapse(_median, v, models["mixcon"])
     assert not exercises.check_collapse(_median, v, models["untrained"])
     assert not exercises.check_collapse(_median, v, "a model")
+
+
+def test_as_number_names_what_came_back():
+    assert exercises.as_number(torch.tensor(2.5), "f") == (2.5, None)
+    value, fail = exercises.as_number(torch.ones(3), "your function")
+    assert value is None and not fail and "shape (3,)" in fail.message
+    verdict = exercises.check_consistency_loss(lambda *a: torch.ones(2))
+    assert not verdict and "one number" in verdict.message

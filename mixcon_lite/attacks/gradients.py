@@ -39,7 +39,8 @@ def shared_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     """What a client sends for one FedSGD step: the gradient of the mean cross-entropy of
     ``model(x)`` against class indices ``y`` (``[b]``), one detached tensor per parameter, in
     ``model.parameters()`` order. The model's train/eval mode is left as it is (BatchNorm in
-    train mode uses the batch's statistics, as a training client's would)."""
+    train mode uses the batch's statistics, as a training client's would, and so also updates its
+    running statistics: pass ``copy.deepcopy(model)`` when the model must stay unchanged)."""
     if not torch.is_tensor(x) or not torch.is_tensor(y) or y.ndim != 1 or x.shape[0] != y.shape[0] or len(y) == 0:
         raise ValueError(f"shared_gradients: expected x [b, ...] and class indices y [b] with b >= 1, got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__} and "

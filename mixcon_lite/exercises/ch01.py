@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .core import CheckResult, call_student
+from .core import CheckResult, as_number, call_student
 
 
 def check_delta(fn) -> CheckResult:
@@ -22,11 +22,9 @@ def check_delta(fn) -> CheckResult:
         out, fail = call_student(fn, h.clone())
         if fail is not None:
             return fail
-        try:
-            got = float(out)
-        except (TypeError, ValueError):
-            return CheckResult(False, f"Return one number (a float), got {type(out).__name__} of shape "
-                                      f"{getattr(out, 'shape', '?')}.")
+        got, fail = as_number(out, "your function")
+        if fail is not None:
+            return fail
         want = delta(h)
         if not math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6):
             hint = " (0 is the distance of a row to itself: skip i == j)" if got == 0 and want > 0 else ""
@@ -95,10 +93,9 @@ def check_linear_delta_bound(bound_fn, weight=None, x=None) -> CheckResult:
         out, fail = call_student(bound_fn, w.clone(), xs.clone())
         if fail is not None:
             return fail
-        try:
-            b = float(out)
-        except (TypeError, ValueError):
-            return CheckResult(False, f"delta_bound should return one number, got {type(out).__name__}.")
+        b, fail = as_number(out, "delta_bound")
+        if fail is not None:
+            return fail
         measured = delta(xs @ w.T)
         spectral = torch.linalg.matrix_norm(w, ord=2).item() * delta(xs)
         if not math.isfinite(b):

@@ -7,14 +7,7 @@ import math
 
 import torch
 
-from .core import CheckResult, call_student
-
-
-def _as_float(value):
-    try:
-        return float(value), None
-    except (TypeError, ValueError, RuntimeError):
-        return None, CheckResult(False, f"Return a number (a 0-d tensor or float), got {type(value).__name__}.")
+from .core import CheckResult, as_number, call_student
 
 
 def _loss_cases():
@@ -60,7 +53,7 @@ def check_consistency_loss(fn) -> CheckResult:
         out, fail = call_student(fn, h.clone(), y.clone(), lam, beta, eps)
         if fail is not None:
             return fail
-        got, fail = _as_float(out)
+        got, fail = as_number(out, "your function")
         if fail is not None:
             return fail
         want = consistency_loss(h, y, lam, beta, eps).item()
@@ -88,7 +81,7 @@ def check_optimal_distance(fn) -> CheckResult:
         out, fail = call_student(fn, lam, beta, eps)
         if fail is not None:
             return fail
-        got, fail = _as_float(out)
+        got, fail = as_number(out, "your function")
         if fail is not None:
             return fail
         want = d_grid[pair_penalty(d_grid, lam, beta, eps, form="raw").argmin()].item()
@@ -133,7 +126,7 @@ def check_collapse(median_distance, model_vanilla, model_beta0) -> CheckResult:
         out, fail = call_student(median_distance, h.clone())
         if fail is not None:
             return fail
-        got, fail = _as_float(out)
+        got, fail = as_number(out, "your function")
         if fail is not None:
             return fail
         n = len(h)
@@ -164,7 +157,7 @@ def check_collapse(median_distance, model_vanilla, model_beta0) -> CheckResult:
         except Exception as err:  # a model of the wrong shape
             return CheckResult(False, f"Could not run the {name} model on the chapter's test set "
                                       f"([200, 10] inputs): {type(err).__name__}: {err}")
-        spread, fail = _as_float(median_distance(h))
+        spread, fail = as_number(median_distance(h), "median_distance")
         if fail is not None:
             return fail
         stats[name] = (acc, spread)

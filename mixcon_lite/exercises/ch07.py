@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import CheckResult, call_student
+from .core import CheckResult, as_number, call_student
 
 
 def _relu_mlp(seed: int, d: int, hidden: int, k: int) -> nn.Module:
@@ -97,11 +97,9 @@ def check_repeat_accuracy(fn) -> CheckResult:
         out, fail = call_student(fn, b, k)
         if fail is not None:
             return fail
-        try:
-            got = float(out)
-        except (TypeError, ValueError):
-            return CheckResult(False, f"fn({b}, {k}) should return a number (an expected accuracy), got "
-                                      f"{type(out).__name__}.")
+        got, fail = as_number(out, f"fn({b}, {k}) (an expected accuracy)")
+        if fail is not None:
+            return fail
         want = expected_distinct_fraction(b, k)
         if not abs(got - want) <= 2e-3:
             no_repeat = float(np.prod([1 - i / k for i in range(b)]))

@@ -42,6 +42,18 @@ def call_student(fn, *args):
         return None, CheckResult(False, f"Your function raised {type(err).__name__}: {err}")
 
 
+def as_number(value, what: str):
+    """``value`` as one float: ``(number, None)``, or ``(None, failing CheckResult)`` naming ``what``
+    (e.g. ``"your function"``) and what it returned instead."""
+    try:
+        return float(value), None
+    except (TypeError, ValueError, RuntimeError):
+        shape = getattr(value, "shape", None)
+        got = type(value).__name__ + ("" if shape is None else f" of shape {tuple(shape)}")
+        return None, CheckResult(False, f"{what} should return one number (a float or 0-d tensor), "
+                                        f"got {got}.")
+
+
 def as_1d(value, n: int, what: str):
     """``value`` as a float64 array of shape ``[n]``; ``(array, None)`` or ``(None, failing CheckResult)``."""
     if torch.is_tensor(value):

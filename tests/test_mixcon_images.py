@@ -58,6 +58,7 @@ def test_one_point_measures_everything():
         assert r["nssim"] == pytest.approx((r["ssim"] + 1) / 2)
         assert r["ssim"] <= r["ssim_max"] <= 1
     assert p["tv"] in cfg["tv_grid"]
+    assert 0 <= p["whitebox"]["feature_residual"] < 10
     model, _ = mi.train_client(1.0, 0.01, data, cfg)
     h = model.forward_to(data["x_delta"], "block2").flatten(1)
     assert p["delta"] == pytest.approx(float(min_pairwise_distance(h)), rel=1e-5)

@@ -202,13 +202,19 @@ def decoder_attack(model, data: dict, cfg: dict) -> dict:
 
 def attack(model, data: dict, cfg: dict, decoder: bool = True) -> dict:
     """Both attacks on the victims of one trained client. Returns ``{"tv", "whitebox", "decoder"}``:
-    the tuned TV weight and, per attack, ``{"images": recovered [N, 1, 28, 28], **ssim_summary}``."""
+    the tuned TV weight and, per attack, ``{"images": recovered [N, 1, 28, 28], **ssim_summary}``;
+    the white-box entry also has ``feature_residual``, the mean relative error
+    :math:`\lVert f(\hat x)-h\rVert/\lVert h\rVert` (did the optimiser match the representation?)."""
     victims = data["x_victims"]
     with torch.no_grad():
         h = model.forward_to(victims, cfg["cut"])
     tv = tune_tv(model, data, cfg)
     rec = whitebox(model, h, tv, cfg)
-    out = {"tv": tv, "whitebox": {"images": rec, **ssim_summary(victims, rec)}}
+    with torch.no_grad():
+        resid = ((model.forward_to(rec, cfg["cut"]) - h).flatten(1).norm(dim=1)
+                 / h.flatten(1).norm(dim=1).clamp_min(1e-12))
+    out = {"tv": tv, "whitebox": {"images": rec, **ssim_summary(victims, rec),
+                                  "feature_residual": float(resid.mean())}}
     if decoder:
         out["decoder"] = decoder_attack(model, data, cfg)
     return out

@@ -123,6 +123,8 @@ def test_script_prints_json_rows(monkeypatch, capsys):
     monkeypatch.setattr(mi, "prepare_data", lambda cfg: _data())
     mi.main(["--mode", "fast", "--seed", "3", "--json"])
     out = json.loads(capsys.readouterr().out)
+    res = mi.run_grid(cfg, _data(), decoder=False)
+    assert res["start"]["ssim"] < 0.5 and "images" in res["baseline"]
     assert [tuple(r) for r in out] == [mi.JSON_KEYS] * 2
     assert (out[0]["lam"], out[0]["beta"]) == (0.0, 0.0)
     assert all(0 <= r["ssim_whitebox"] <= 1 and 0 <= r["ssim_decoder"] <= 1 for r in out)

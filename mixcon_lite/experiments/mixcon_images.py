@@ -242,13 +242,16 @@ def run_grid(cfg: dict, data: dict | None = None, decoder: bool = True,
              progress: bool | None = None) -> dict:
     """Every grid point of ``cfg`` (the decoder attack too unless ``decoder=False``). Returns
     ``{"points": [run_point results], "baseline": ssim_summary of the label-only class-mean
-    images, "data": data}``."""
+    images, "start": ssim_summary of the white-box attack's mid-grey starting image (what an
+    attack that never moves scores), "data": data}``."""
     data = data if data is not None else prepare_data(cfg)
     points = [run_point(lam, beta, data, cfg, decoder=decoder)
               for lam, beta in progress_bar(grid_points(cfg), desc="grid", progress=progress)]
     base = class_mean_baseline(data)
+    grey = torch.full_like(data["x_victims"], 0.5)        # invert's start, init="constant"
     return {"points": points, "data": data,
-            "baseline": {"images": base, **ssim_summary(data["x_victims"], base)}}
+            "baseline": {"images": base, **ssim_summary(data["x_victims"], base)},
+            "start": ssim_summary(data["x_victims"], grey)}
 
 
 def vanilla(points: list[dict]) -> dict:
@@ -359,6 +362,7 @@ def main(argv=None) -> None:
 
         results = {"points": [plain_point(p) for p in points],
                    "baseline": {k: v for k, v in res["baseline"].items() if k != "images"},
+                   "start": res["start"],
                    "sweet_spot": None if spot is None else {"lam": spot["lam"], "beta": spot["beta"]},
                    **extra, "wall_s": round(time.perf_counter() - t0, 1)}
         name = "mixcon_images" if cfg["dataset"] == "fashion-mnist" else "mixcon_images_mnist"

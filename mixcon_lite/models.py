@@ -95,20 +95,36 @@ class LeNet5(SplitNet):
     ``block1``: conv 5x5 (pad 2) -> act -> max-pool 2   -> ``[6, 14, 14]``
     ``block2``: conv 5x5 -> act -> max-pool 2           -> ``[16, 5, 5]``
     ``fc1``: flatten -> linear 400->120 -> act; ``fc2``: 120->84 -> act; ``logits``: 84->num_classes.
+
+    ``batch_norm=True`` (chapter 10) puts a BatchNorm layer after each convolution and each hidden
+    linear layer, before the activation (``BatchNorm2d(6)``, ``BatchNorm2d(16)``, ``BatchNorm1d(120)``,
+    ``BatchNorm1d(84)``): their running statistics are what BN-statistics synthesis matches.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: str = "relu"):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: str = "relu",
+                 batch_norm: bool = False):
         if in_channels < 1 or num_classes < 2:
             raise ValueError(f"Need in_channels >= 1 and num_classes >= 2, got {in_channels}, {num_classes}.")
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}.")
         act = lambda: _activation(activation)  # noqa: E731
+        bn2 = (lambda c: nn.BatchNorm2d(c)) if batch_norm else (lambda c: nn.Identity())  # noqa: E731
+        bn1 = (lambda c: nn.BatchNorm1d(c)) if batch_norm else (lambda c: nn.Identity())  # noqa: E731
         blocks = OrderedDict(
-            block1=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), act(), nn.MaxPool2d(2)),
-            block2=nn.Sequential(nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2)),
-            fc1=nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act()),
-            fc2=nn.Sequential(nn.Linear(120, 84), act()),
+            block1=nn.Sequential(*_drop_identity([nn.Conv2d(in_channels, 6, 5, padding=2), bn2(6), act(),
+                                                  nn.MaxPool2d(2)])),
+            block2=nn.Sequential(*_drop_identity([nn.Conv2d(6, 16, 5), bn2(16), act(), nn.MaxPool2d(2)])),
+            fc1=nn.Sequential(*_drop_identity([nn.Flatten(), nn.Linear(16 * 5 * 5, 120), bn1(120), act()])),
+            fc2=nn.Sequential(*_drop_identity([nn.Linear(120, 84), bn1(84), act()])),
             logits=nn.Linear(84, num_classes),
         )
         super().__init__(blocks, (in_channels, 28, 28))
+
+
+def _drop_identity(layers: list) -> list:
+    """Leave out placeholder layers, so a LeNet-5 without BatchNorm keeps its original layer indices
+    (and saved state dicts keep loading)."""
+    return [m for m in layers if not isinstance(m, nn.Identity)]
 
 
 class MLP(SplitNet):

@@ -175,3 +175,88 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
     bar.close()
     model.eval()
     return history
+
+
+def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: float = 1e-5,
+                 epochs: int = 1, lr: float = 0.1, batch_size: int = 64, max_grad_norm: float = 1.0,
+                 momentum: float = 0.0, seed: int = 0, progress: bool | None = None) -> dict:
+    """Train ``model`` in place with DP-SGD (Abadi et al. 2016) through opacus: each step clips every
+    sample's gradient to L2 norm ``max_grad_norm``, adds Gaussian noise, and draws its batch by
+    Poisson sampling (rate ``batch_size / n``). opacus picks the noise multiplier that spends
+    exactly ``(epsilon, delta)`` over ``epochs`` by its RDP accountant. ``epsilon=math.inf`` is the
+    control: the same clipping and Poisson batches with no noise (no privacy guarantee).
+
+    The model must have no BatchNorm (per-sample gradients are undefined when samples share a batch's
+    statistics; opacus refuses it). Returns ``{"loss": [mean per epoch], "epsilon": spent,
+    "delta": delta, "noise_multiplier": sigma, "sample_rate": q, "steps": steps}``.
+    Raises ``ValueError`` for a non-positive ``epsilon``, a ``delta`` outside (0, 1), or bad data."""
+    _check_xy(*train_data, "train_data")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+        raise ValueError(f"epsilon must be a positive number (the privacy budget; math.inf for clipping "
+                         f"without noise), got {epsilon!r}.")
+    import math
+
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must lie in (0, 1) (typically below 1/n), got {delta!r}.")
+    if not lr > 0 or not max_grad_norm > 0:
+        raise ValueError(f"lr and max_grad_norm must be positive, got {lr!r} and {max_grad_norm!r}.")
+    import warnings
+
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if any(isinstance(m, _BatchNorm) for m in model.modules()):
+        raise ValueError("DP-SGD needs per-sample gradients, which BatchNorm mixes across a batch; use a "
+                         "model without BatchNorm (e.g. GroupNorm instead).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from opacus import PrivacyEngine
+
+        x, y = train_data
+        g = torch.Generator().manual_seed(int(seed))
+        loader = DataLoader(TensorDataset(x, y.long()), batch_size=batch_size, shuffle=True, generator=g)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        engine = PrivacyEngine(accountant="rdp")
+        torch.manual_seed(int(seed))  # opacus draws its noise and Poisson batches from torch's RNG
+        if math.isinf(epsilon):
+            private, opt, loader = engine.make_private(
+                module=model, optimizer=opt, data_loader=loader, noise_multiplier=0.0,
+                max_grad_norm=float(max_grad_norm))
+        else:
+            private, opt, loader = engine.make_private_with_epsilon(
+                module=model, optimizer=opt, data_loader=loader, target_epsilon=float(epsilon),
+                target_delta=float(delta), epochs=epochs, max_grad_norm=float(max_grad_norm))
+        history = {"loss": []}
+        steps = 0
+        bar = progress_bar(total=epochs * len(loader), desc=f"DP-SGD (eps={float(epsilon):g})", progress=progress)
+        device = next(model.parameters()).device
+        for _ in range(epochs):
+            private.train()
+            running, seen = 0.0, 0
+            for xb, yb in loader:
+                if len(xb) == 0:       # Poisson sampling can draw an empty batch
+                    continue
+                xb, yb = xb.to(device), yb.to(device)
+                loss = F.cross_entropy(private(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps += 1
+                running += loss.item() * len(xb)
+                seen += len(xb)
+                bar.update(1)
+            history["loss"].append(running / max(seen, 1))
+        bar.close()
+        spent = math.inf if math.isinf(epsilon) else float(engine.get_epsilon(float(delta)))
+        history.update(epsilon=spent, delta=float(delta),
+                       noise_multiplier=float(opt.noise_multiplier),
+                       sample_rate=float(batch_size / len(x)), steps=steps)
+        private.remove_hooks() if hasattr(private, "remove_hooks") else None
+    for p in model.parameters():              # leave a plain model behind
+        if hasattr(p, "grad_sample"):
+            p.grad_sample = None
+        p.grad = None
+    model.eval()
+    return history

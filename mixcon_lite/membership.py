@@ -1,0 +1,303 @@
+r"""Membership inference from a trained classifier: the loss attack and the input-loss-curvature
+attack (chapter 09), their ROC curves, and the ceiling that differential privacy puts on them.
+
+**Input-loss curvature.** For a sample :math:`(x, y)` and the cross-entropy loss
+:math:`\ell(x) = \mathrm{CE}(f(x), y)`, the curvature is :math:`\kappa(x) = \operatorname{tr}
+\nabla^2_x \ell(x)`, the trace of the loss's Hessian with respect to the *input*. Hutchinson's
+estimator reads it from Hessian-vector products: for a Rademacher probe :math:`v` (entries
+:math:`\pm 1`), :math:`\mathbb E[v^\top H v] = \sum_{ij} H_{ij}\,\mathbb E[v_i v_j] = \operatorname{tr} H`,
+so the mean of :math:`v_k^\top H v_k` over :math:`k = 1..K` probes is unbiased, with variance
+:math:`2(\lVert H\rVert_F^2 - \sum_i H_{ii}^2)/K`.
+
+* :func:`input_curvature` — per-sample Hutchinson estimates, batched with ``torch.func.vmap`` over
+  samples and probes; ``method="hvp"`` (white box: forward-over-reverse Hessian-vector products) or
+  ``method="finite-difference"`` (black box: loss queries only,
+  :math:`v^\top H v \approx [\ell(x+hv) + \ell(x-hv) - 2\ell(x)]/h^2`).
+* :func:`input_hessian`, :func:`exact_input_curvature`, :func:`hutchinson_variance` — the full
+  input Hessian, its exact trace and the estimator's variance (tiny models only), to check against.
+* :func:`loss_scores` — the per-sample loss (the classic loss-threshold attack's score).
+* :func:`attack_auc`, :func:`roc_curve`, :func:`tpr_at_fpr` — how well a score separates members
+  from non-members (scikit-learn's ROC functions).
+* :func:`rank_average` — a label-free combination of several scores.
+* :func:`dp_auc_bound` — the largest AUC any membership test can reach against an
+  :math:`(\varepsilon, \delta)`-differentially private training algorithm.
+
+Convention: every score here is oriented so that **members score higher**. The loss and the
+curvature are both *lower* on members, so the attacks use their negatives (``-loss_scores(...)``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .utils import positive_int
+
+METHODS = ("hvp", "finite-difference")
+
+
+def _check_xy(model, x, y) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}.")
+    if not torch.is_tensor(x) or x.ndim < 2:
+        raise ValueError(f"x must be a tensor [n, ...] of inputs, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
+    if not torch.is_tensor(y) or y.ndim != 1:
+        raise ValueError(f"y must be a tensor [n] of integer labels, got "
+                         f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}.")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length (one label per input); got {len(x)} "
+                         f"inputs and {len(y)} labels.")
+    if len(x) == 0:
+        raise ValueError("x and y are empty; pass at least one sample.")
+    if y.dtype.is_floating_point:
+        raise ValueError("y must hold integer class labels (dtype long), not floats.")
+
+
+class _EvalMode:
+    """Run a model in eval mode (BatchNorm uses its running statistics, dropout is off) and restore
+    its mode afterwards: curvature and loss are properties of the deployed model."""
+
+    def __init__(self, model):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+        return False
+
+
+def _sample_loss(model):
+    def loss(xi, yi):
+        return F.cross_entropy(model(xi.unsqueeze(0)), yi.unsqueeze(0))
+    return loss
+
+
+def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int = 1000) -> torch.Tensor:
+    """The cross-entropy loss of each sample, ``Tensor[n]`` (CPU, float32), model in eval mode.
+
+    Members of an overfit model have lower loss: use ``-loss_scores(...)`` as a membership score."""
+    _check_xy(model, x, y)
+    batch_size = positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    out = []
+    with _EvalMode(model), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            out.append(F.cross_entropy(model(xb), yb, reduction="none").cpu())
+    return torch.cat(out).float()
+
+
+def rademacher(shape, generator: torch.Generator) -> torch.Tensor:
+    """A tensor of independent ±1 entries (Rademacher probes) of the given shape."""
+    return torch.randint(0, 2, tuple(shape), generator=generator).float().mul_(2).sub_(1)
+
+
+def input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 8,
+                    seed: int = 0, method: str = "hvp", h: float = 1e-2, batch_size: int = 100,
+                    per_probe: bool = False) -> torch.Tensor:
+    r"""Hutchinson's estimate of each sample's input-loss curvature
+    :math:`\operatorname{tr}\nabla^2_x \mathrm{CE}(f(x_i), y_i)`.
+
+    Parameters
+    ----------
+    model : any ``nn.Module`` classifier mapping ``[b, ...]`` inputs to ``[b, classes]`` logits; it is
+        evaluated in eval mode (its mode is restored afterwards) and is not changed.
+    x, y : inputs ``[n, ...]`` and integer labels ``[n]``.
+    probes : number :math:`K \ge 1` of Rademacher probes per sample (the same probes for every
+        sample, drawn from ``seed``); the estimate's standard deviation falls as :math:`1/\sqrt K`.
+    method : ``"hvp"`` — exact Hessian-vector products (``torch.func.jvp`` of ``torch.func.grad``),
+        needs the model's gradients; ``"finite-difference"`` — a black-box estimate from three loss
+        evaluations per probe with step ``h`` (in input units; our images are in [0, 1]).
+    batch_size : samples per vectorised chunk (memory grows with ``batch_size * probes``).
+    per_probe : return ``[n, K]`` (each probe's :math:`v^\top H v`) instead of the mean ``[n]``.
+
+    Returns ``Tensor[n]`` (or ``[n, K]``), float32 on the CPU. For a ReLU network the Hessian is
+    :math:`J^\top(\mathrm{diag}\,p - pp^\top)J` almost everywhere (J the logits' Jacobian, p the softmax),
+    so the exact trace is :math:`\ge 0`; single-probe values can be negative.
+
+    Raises ``ValueError`` for mismatched ``x``/``y``, ``probes < 1``, an unknown ``method`` or ``h <= 0``.
+    """
+    _check_xy(model, x, y)
+    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
+        raise ValueError(f"probes must be an integer >= 1 (the number of Rademacher probes), got {probes!r}.")
+    batch_size = positive_int(batch_size, "batch_size")
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    if not (isinstance(h, (int, float)) and h > 0):
+        raise ValueError(f"h (the finite-difference step) must be a positive number, got {h!r}.")
+    from torch.func import grad, jvp, vmap
+
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(int(seed))
+    v_all = rademacher((int(probes), *x.shape[1:]), g).to(device)         # [K, ...]
+    out = []
+    if method == "finite-difference":       # float64 keeps the 1/h^2 cancellation accurate
+        import copy
+        model = copy.deepcopy(model).double()
+    with _EvalMode(model):
+        loss = _sample_loss(model)
+        if method == "hvp":
+            def quad(xi, yi, v):                                          # v^T H v for one probe
+                _, hv = jvp(lambda z: grad(loss)(z, yi), (xi,), (v,))
+                return (hv * v).sum()
+        else:
+            def quad(xi, yi, v):
+                return (loss(xi + h * v, yi) + loss(xi - h * v, yi) - 2 * loss(xi, yi)) / (h * h)
+        per_sample = vmap(vmap(quad, in_dims=(None, None, 0)), in_dims=(0, 0, None))
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device).float()
+            yb = y[i:i + batch_size].to(device).long()
+            if method == "hvp":
+                q = per_sample(xb, yb, v_all)
+            else:
+                with torch.no_grad():
+                    q = per_sample(xb.double(), yb, v_all.double())
+            out.append(q.detach().float().cpu())
+    q = torch.cat(out)                                                     # [n, K]
+    return q if per_probe else q.mean(1)
+
+
+def input_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  max_dim: int = 4096) -> torch.Tensor:
+    """Each sample's full input Hessian of the cross-entropy loss, ``[n, d, d]`` with ``d`` the number
+    of input entries (``torch.func.hessian``; model in eval mode). Cost grows with ``d`` squared: for
+    tiny models only (raises ``ValueError`` when ``d > max_dim``)."""
+    _check_xy(model, x, y)
+    d = int(np.prod(x.shape[1:]))
+    if d > max_dim:
+        raise ValueError(f"The exact Hessian of a {d}-dimensional input is too large (max_dim={max_dim}); "
+                         "use input_curvature (Hutchinson) or a smaller model/input.")
+    from torch.func import hessian
+
+    device = next(model.parameters()).device
+    out = []
+    with _EvalMode(model):
+        loss = _sample_loss(model)
+        for xi, yi in zip(x.to(device).float(), y.to(device).long()):
+            out.append(hessian(loss)(xi, yi).reshape(d, d).detach().cpu())
+    return torch.stack(out).float()
+
+
+def exact_input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          max_dim: int = 4096) -> torch.Tensor:
+    """The exact trace of each sample's input Hessian (:func:`input_hessian`), ``Tensor[n]``: the
+    reference to check :func:`input_curvature` against on tiny models."""
+    return torch.diagonal(input_hessian(model, x, y, max_dim=max_dim), dim1=1, dim2=2).sum(1)
+
+
+def hutchinson_variance(H: torch.Tensor) -> torch.Tensor:
+    r"""The variance of a *single* Rademacher probe's :math:`v^\top H v` for symmetric ``H``
+    ``[..., d, d]``: :math:`2(\lVert H\rVert_F^2 - \sum_i H_{ii}^2)`; the mean of ``K`` probes has
+    this divided by ``K``."""
+    if not torch.is_tensor(H) or H.ndim < 2 or H.shape[-1] != H.shape[-2]:
+        raise ValueError("H must be a tensor [..., d, d] of square matrices.")
+    Hs = 0.5 * (H + H.transpose(-1, -2))
+    return 2 * ((Hs ** 2).sum((-1, -2)) - (torch.diagonal(Hs, dim1=-2, dim2=-1) ** 2).sum(-1))
+
+
+# ------------------------------------------------------------------------------ scoring ----
+def _scores_pair(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for name, s in (("member_scores", member_scores), ("nonmember_scores", nonmember_scores)):
+        a = s.detach().cpu().numpy() if torch.is_tensor(s) else np.asarray(s, dtype=float)
+        a = np.asarray(a, dtype=float)
+        if a.ndim != 1 or len(a) == 0:
+            raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {a.shape}.")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinite values; check the model and inputs.")
+        out.append(a)
+    return out[0], out[1]
+
+
+def _labelled(member_scores, nonmember_scores):
+    m, n = _scores_pair(member_scores, nonmember_scores)
+    return np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n]
+
+
+def attack_auc(member_scores, nonmember_scores) -> float:
+    """The area under the ROC curve of the attack "member if score > t": the probability that a
+    random member scores higher than a random non-member (ties count one half). 0.5 is guessing.
+    Scores are oriented so that members score higher; flip a score's sign where members score lower."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = _labelled(member_scores, nonmember_scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def roc_curve(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` of the threshold attack "member if score >= t" (scikit-learn's
+    ``roc_curve``): fpr is the share of non-members flagged, tpr the share of members flagged."""
+    from sklearn.metrics import roc_curve as sk_roc
+
+    labels, scores = _labelled(member_scores, nonmember_scores)
+    fpr, tpr, thr = sk_roc(labels, scores)
+    return fpr, tpr, thr
+
+
+def tpr_at_fpr(member_scores, nonmember_scores, fpr: float = 0.01) -> float:
+    """The largest share of members flagged while flagging at most ``fpr`` of non-members: the
+    low-false-positive operating point that says whether *some* members are exposed with confidence."""
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must lie in [0, 1], got {fpr!r}.")
+    f, t, _ = roc_curve(member_scores, nonmember_scores)
+    return float(t[f <= fpr + 1e-12].max())
+
+
+def rank_average(*scores) -> np.ndarray:
+    """Combine scores for the same samples without labels: each score is replaced by its rank
+    (0..n-1, ties averaged) and the ranks are averaged. Pass the members and non-members together,
+    each score oriented so that members score higher."""
+    from scipy.stats import rankdata
+
+    if not scores:
+        raise ValueError("rank_average needs at least one score array.")
+    arrays = [np.asarray(s.detach().cpu().numpy() if torch.is_tensor(s) else s, dtype=float)
+              for s in scores]
+    n = len(arrays[0])
+    if any(a.ndim != 1 or len(a) != n for a in arrays):
+        raise ValueError(f"every score must be 1-D with the same length ({n}); got shapes "
+                         f"{[a.shape for a in arrays]}.")
+    return np.mean([rankdata(a) - 1 for a in arrays], axis=0)
+
+
+# ------------------------------------------------------------------------- privacy ceiling ----
+def dp_roc_bound(fpr, epsilon: float, delta: float = 0.0) -> np.ndarray:
+    r"""The highest true-positive rate any membership test can reach at false-positive rate ``fpr``
+    against an :math:`(\varepsilon,\delta)`-DP algorithm:
+    :math:`\min\{1,\ e^\varepsilon\,\mathrm{fpr} + \delta,\ 1 - e^{-\varepsilon}(1 - \delta - \mathrm{fpr})\}`.
+
+    Derivation: a test flags "member" on a set :math:`S` of outputs. DP says
+    :math:`P[M(D)\in S] \le e^\varepsilon P[M(D')\in S] + \delta` for neighbouring datasets (with and
+    without the sample), i.e. tpr :math:`\le e^\varepsilon` fpr :math:`+\delta`; the same applied to the
+    complement with the roles swapped gives :math:`1-\mathrm{fpr} \le e^\varepsilon(1-\mathrm{tpr})+\delta`."""
+    eps, delta = _check_privacy(epsilon, delta)
+    f = np.clip(np.asarray(fpr, dtype=float), 0.0, 1.0)
+    return np.minimum.reduce([np.ones_like(f), math.exp(eps) * f + delta,
+                              1.0 - math.exp(-eps) * (1.0 - delta - f)]).clip(0.0, 1.0)
+
+
+def dp_auc_bound(epsilon: float, delta: float = 0.0) -> float:
+    r"""The largest AUC of a membership test against an :math:`(\varepsilon,\delta)`-DP algorithm: the
+    area under :func:`dp_roc_bound`. For :math:`\delta = 0` it is exactly
+    :math:`e^\varepsilon/(1+e^\varepsilon)`; with :math:`\delta > 0` it is integrated numerically."""
+    eps, delta = _check_privacy(epsilon, delta)
+    if delta == 0.0:
+        return float(1.0 / (1.0 + math.exp(-eps)))
+    f = np.linspace(0.0, 1.0, 200_001)
+    return float(np.trapezoid(dp_roc_bound(f, eps, delta), f) if hasattr(np, "trapezoid")
+                 else np.trapz(dp_roc_bound(f, eps, delta), f))
+
+
+def _check_privacy(epsilon, delta) -> tuple[float, float]:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) or not epsilon >= 0:
+        raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}.")
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)) or not 0 <= delta < 1:
+        raise ValueError(f"delta must be a number in [0, 1), got {delta!r}.")
+    return float(epsilon), float(delta)

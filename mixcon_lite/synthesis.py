@@ -1,0 +1,280 @@
+r"""Synthetic images from a trained network's BatchNorm statistics (chapter 10).
+
+A BatchNorm layer stores the mean and variance of its input over the training data. An image batch
+whose features have the same statistics at every BatchNorm layer, and which the network classifies
+as the intended classes, looks "like the training data" to the network, without any training image
+being used. Two sources of statistics:
+
+* ``stats="running"`` — the layers' running statistics, over all classes: what anyone holding the
+  model has (DeepInversion, Yin et al. 2020, used to distil a model without its data).
+* ``stats=class_bn_statistics(model, x, y)`` — per-class statistics that the *data owner* records
+  once from the private data (the secure-synthetic-data abstract): each class's synthetic images
+  match that class's statistics.
+
+The objective over a batch :math:`\hat x` with target labels :math:`y` (a random jitter/flip
+:math:`\tau` is applied to the batch each step):
+
+.. math:: w_{\mathrm{CE}}\,\mathrm{CE}(f(\tau\hat x), y)
+          + w_{\mathrm{BN}} \sum_l m_l\big(\lVert \mu_l(\tau\hat x) - \mu_l\rVert_2
+          + \lVert \sigma^2_l(\tau\hat x) - \sigma^2_l\rVert_2\big)
+          + w_{\mathrm{TV}}\,\mathrm{TV}_{L2}(\hat x) + w_{L2}\lVert \hat x\rVert_2
+
+with :math:`m_1` = ``first_bn_multiplier`` for the first BatchNorm layer and 1 otherwise.
+:func:`bn_synthesize` minimises it with Adam and a cosine learning-rate decay, keeping pixels in
+``box``; it returns the attacks' shared :class:`~mixcon_lite.attacks.result.AttackResult`.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .attacks.gradinversion import _batch_stats, bn_layers
+from .attacks.result import AttackResult
+from .utils import positive_int, progress_bar
+
+
+def _layers(model):
+    layers = [m for m in bn_layers(model) if m.running_mean is not None]
+    if not layers:
+        raise ValueError("BN-statistics synthesis needs a model with BatchNorm layers that track running "
+                         "statistics (e.g. LeNet5(batch_norm=True)); this model has none.")
+    return layers
+
+
+def class_bn_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        batch_size: int = 1000) -> dict:
+    """Per-class statistics of every BatchNorm layer's input, recorded from real data ``x`` ``[N, ...]``
+    with labels ``y`` ``[N]`` (model in eval mode, so the features are those the trained model computes).
+
+    Returns ``{class: [(mean [C_l], biased variance [C_l]) for each BatchNorm layer]}``, exact over all
+    of the class's images (means over batch and spatial positions, as BatchNorm computes them)."""
+    layers = _layers(model)
+    if not torch.is_tensor(x) or not torch.is_tensor(y) or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError("x and y must be non-empty tensors [N, ...] and [N] of the same length.")
+    batch_size = positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = {}
+    try:
+        for c in sorted(int(v) for v in torch.unique(y)):
+            xc = x[y == c]
+            sums = [None] * len(layers)
+            count = [0] * len(layers)
+            feats: list = []
+            hooks = [m.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0].detach()))
+                     for m in layers]
+            try:
+                with torch.no_grad():
+                    for i in range(0, len(xc), batch_size):
+                        feats.clear()
+                        model(xc[i:i + batch_size].to(device))
+                        for j, h in enumerate(feats):
+                            dims = [0] + list(range(2, h.ndim))
+                            k = h.numel() // h.shape[1]
+                            s1, s2 = h.sum(dims).double(), (h.double() ** 2).sum(dims)
+                            sums[j] = (s1, s2) if sums[j] is None else (sums[j][0] + s1, sums[j][1] + s2)
+                            count[j] += k
+            finally:
+                for hk in hooks:
+                    hk.remove()
+            stats = []
+            for (s1, s2), k in zip(sums, count):
+                mean = s1 / k
+                stats.append((mean.float(), (s2 / k - mean ** 2).clamp_min(0).float()))
+            out[c] = stats
+    finally:
+        model.train(was)
+    return out
+
+
+def tv_l2(x: torch.Tensor) -> torch.Tensor:
+    """DeepInversion's smoothness prior per image: the L2 norms of the differences between
+    neighbouring pixels in four directions (down, right, and the two diagonals), summed.
+    ``x``: ``[N, C, H, W]`` -> ``[N]``."""
+    if not torch.is_tensor(x) or x.ndim != 4:
+        raise ValueError(f"tv_l2 expects a tensor [N, C, H, W], got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
+    diffs = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
+             x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
+    return sum(d.flatten(1).norm(dim=1) for d in diffs)
+
+
+def _check_weight(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def bn_synthesize(model: torch.nn.Module, labels, steps: int = 500, seed: int = 0, lr: float = 0.1,
+                  stats="running", bn_weight: float = 1.0, first_bn_multiplier: float = 10.0,
+                  ce_weight: float = 1.0, tv_weight: float = 1e-3, l2_weight: float = 0.0,
+                  jitter: int = 2, flip: bool = False, box=(0.0, 1.0), input_shape=None,
+                  progress: bool | None = None) -> AttackResult:
+    """Synthesise one image per entry of ``labels`` from ``model``'s BatchNorm statistics.
+
+    Parameters
+    ----------
+    model : a trained classifier with BatchNorm layers; evaluated in eval mode and not changed.
+    labels : ``LongTensor[n]`` (or a list) of target classes, ``n >= 2``.
+    steps, lr : Adam steps (betas 0.5, 0.9, as DeepInversion) with a cosine decay of ``lr`` to 0.
+    stats : ``"running"`` (the layers' running statistics, over all classes) or the dict of
+        :func:`class_bn_statistics` (each class's images match that class's statistics; every label
+        must be in it).
+    bn_weight, first_bn_multiplier, ce_weight, tv_weight, l2_weight : the objective's weights (module
+        docstring); the first BatchNorm layer's term is multiplied by ``first_bn_multiplier``.
+    jitter : each step, roll the batch by a random shift of up to ``jitter`` pixels in each direction;
+        ``flip``: also flip it horizontally with probability 1/2.
+    box : pixel range the images are clamped to after each step (our images live in [0, 1]).
+    input_shape : ``(C, H, W)``; default ``model.input_shape``.
+
+    Returns an :class:`~mixcon_lite.attacks.result.AttackResult`: ``reconstruction`` ``[n, C, H, W]``,
+    ``labels`` (the targets), ``loss`` (each image's final cross-entropy for its target, without
+    jitter), ``history`` (``loss``, ``ce``, ``bn``, ``tv`` per step), ``seconds`` and ``extras``
+    (the settings, and ``accuracy``: the share of images the model assigns to their target).
+    """
+    layers = _layers(model)
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or len(labels) < 2 or labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be integer class labels [n] with n >= 2 (BatchNorm statistics need "
+                         f"a batch), got {tuple(labels.shape)} of {labels.dtype}.")
+    labels = labels.long()
+    steps = positive_int(steps, "steps")
+    jitter = positive_int(jitter, "jitter", minimum=0)
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}.")
+    w = {k: _check_weight(v, k) for k, v in (("bn_weight", bn_weight), ("first_bn_multiplier",
+                                                                         first_bn_multiplier),
+                                             ("ce_weight", ce_weight), ("tv_weight", tv_weight),
+                                             ("l2_weight", l2_weight))}
+    lo, hi = (float(box[0]), float(box[1])) if box is not None else (-math.inf, math.inf)
+    if not lo < hi:
+        raise ValueError(f"box must be (low, high) with low < high, got {box!r}.")
+    shape = tuple(input_shape or getattr(model, "input_shape", ()) or ())
+    if len(shape) != 3:
+        raise ValueError("Pass input_shape=(C, H, W); the model does not say its input shape.")
+    if isinstance(stats, str):
+        if stats != "running":
+            raise ValueError(f"stats must be 'running' or the dict of class_bn_statistics, got {stats!r}.")
+        groups = [(torch.ones(len(labels), dtype=torch.bool),
+                   [(m.running_mean.detach().clone(), m.running_var.detach().clone()) for m in layers])]
+        stats_name = "running"
+    elif isinstance(stats, dict):
+        missing = sorted(set(labels.tolist()) - set(stats))
+        if missing:
+            raise ValueError(f"stats has no statistics for classes {missing}; record them with "
+                             "class_bn_statistics on data of every class you synthesise.")
+        if any(len(stats[c]) != len(layers) for c in set(labels.tolist())):
+            raise ValueError(f"stats must hold one (mean, var) pair per BatchNorm layer ({len(layers)}).")
+        groups = []
+        for c in sorted(set(labels.tolist())):
+            mask = labels == c
+            if int(mask.sum()) < 2:
+                raise ValueError(f"class {c} has one image; class-wise statistics need >= 2 per class.")
+            groups.append((mask, [(mu.clone(), var.clone()) for mu, var in stats[c]]))
+        stats_name = "class"
+    else:
+        raise ValueError(f"stats must be 'running' or the dict of class_bn_statistics, got {type(stats).__name__}.")
+
+    device = next(model.parameters()).device
+    labels_d = labels.to(device)
+    groups = [(m.to(device), [(a.to(device), b.to(device)) for a, b in t]) for m, t in groups]
+    g = torch.Generator().manual_seed(int(seed))
+    x = (0.5 * (lo + hi if math.isfinite(lo + hi) else 0.0)
+         + 0.2 * torch.randn((len(labels), *shape), generator=g)).clamp(lo, hi).to(device)
+    x.requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr, betas=(0.5, 0.9))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    was = model.training
+    model.eval()
+    feats: list = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0])) for m in layers]
+    multipliers = [w["first_bn_multiplier"]] + [1.0] * (len(layers) - 1)
+    history = {"loss": [], "ce": [], "bn": [], "tv": []}
+    start = time.perf_counter()
+    try:
+        for _ in progress_bar(range(steps), desc="BN synthesis", progress=progress):
+            xj = x
+            if jitter:
+                dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
+                xj = torch.roll(xj, shifts=(dx, dy), dims=(2, 3))
+            if flip and bool(torch.rand((), generator=g) < 0.5):
+                xj = torch.flip(xj, dims=(3,))
+            feats.clear()
+            logits = model(xj)
+            ce = F.cross_entropy(logits, labels_d)
+            bn = logits.new_zeros(())
+            for mask, targets in groups:
+                part = 0.0
+                for h, (mu_t, var_t), mult in zip(feats, targets, multipliers):
+                    mu, var = _batch_stats(h[mask])
+                    part = part + mult * (torch.linalg.vector_norm(mu - mu_t)
+                                          + torch.linalg.vector_norm(var - var_t))
+                bn = bn + part / len(groups)
+            tv = tv_l2(x).mean()
+            loss = w["ce_weight"] * ce + w["bn_weight"] * bn + w["tv_weight"] * tv
+            if w["l2_weight"]:
+                loss = loss + w["l2_weight"] * x.flatten(1).norm(dim=1).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"Synthesis diverged (loss {loss.item()}); lower lr (now {lr}).")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                x.clamp_(lo, hi)
+            for k, v in (("loss", loss), ("ce", ce), ("bn", bn), ("tv", tv)):
+                history[k].append(float(v.detach()))
+        with torch.no_grad():
+            feats.clear()
+            final = model(x)
+            per_item = F.cross_entropy(final, labels_d, reduction="none").cpu()
+            accuracy = float((final.argmax(1) == labels_d).float().mean())
+    finally:
+        for hk in hooks:
+            hk.remove()
+        model.train(was)
+    extras = {"stats": stats_name, "steps": steps, "lr": lr, **w, "jitter": jitter, "flip": bool(flip),
+              "box": (lo, hi), "accuracy": accuracy}
+    return AttackResult(reconstruction=x.detach().cpu(), labels=labels.cpu(), loss=per_item,
+                        history=history, seconds=time.perf_counter() - start, extras=extras)
+
+
+def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_size: int = 1000):
+    """For each query image, the index of its nearest reference image in pixel (Euclidean) distance
+    and that distance. ``queries`` ``[n, ...]``, ``references`` ``[m, ...]`` -> ``(index [n], distance [n])``."""
+    if not torch.is_tensor(queries) or not torch.is_tensor(references) or queries.ndim < 2 \
+            or queries.shape[1:] != references.shape[1:]:
+        raise ValueError("queries [n, ...] and references [m, ...] must be tensors of the same item shape.")
+    r = references.flatten(1).float()
+    idx, dist = [], []
+    for i in range(0, len(queries), positive_int(batch_size, "batch_size")):
+        d = torch.cdist(queries[i:i + batch_size].flatten(1).float(), r)
+        v, j = d.min(1)
+        idx.append(j)
+        dist.append(v)
+    return torch.cat(idx), torch.cat(dist)
+
+
+def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor) -> dict:
+    """Does a synthetic set copy its training data? For each synthetic image compare its distance to
+    the nearest *member* (an image the model was trained on) with its distance to the nearest
+    *non-member* (an equally large set from the same distribution the model never saw). If synthesis
+    leaks training samples, synthetic images sit closer to members. Returns
+    ``{"closer_to_members": share of synthetic images nearer a member than any non-member,
+    "member_distance": [n], "nonmember_distance": [n], "member_index": [n]}`` (0.5 is no leak)."""
+    if len(members) != len(nonmembers):
+        raise ValueError(f"members and nonmembers must be equally many for a fair test, got {len(members)} "
+                         f"and {len(nonmembers)}.")
+    mi, md = nearest_neighbours(synthetic, members)
+    _, nd = nearest_neighbours(synthetic, nonmembers)
+    return {"closer_to_members": float((md < nd).float().mean()), "member_distance": md.numpy(),
+            "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
+
+
+__all__ = ["class_bn_statistics", "tv_l2", "bn_synthesize", "nearest_neighbours", "copy_test"]
+_ = np  # numpy is used through torch tensors' .numpy()

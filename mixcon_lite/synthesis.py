@@ -253,7 +253,8 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_si
     r = references.flatten(1).float()
     idx, dist = [], []
     for i in range(0, len(queries), positive_int(batch_size, "batch_size")):
-        d = torch.cdist(queries[i:i + batch_size].flatten(1).float(), r)
+        d = torch.cdist(queries[i:i + batch_size].flatten(1).float(), r,
+                        compute_mode="donot_use_mm_for_euclid_dist")   # exact, not via |a|^2+|b|^2-2ab
         v, j = d.min(1)
         idx.append(j)
         dist.append(v)

@@ -1,0 +1,66 @@
+"""The chapter 09 and 10 pipelines (mixcon_lite.experiments.membership / bn_synthesis) at a tiny size."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mixcon_lite.experiments import bn_synthesis, membership
+
+
+def test_membership_settings():
+    fast, full = membership.settings("fast"), membership.settings("full")
+    assert fast["n_members"] < full["n_members"] and set(fast["epsilons"]) <= set(full["epsilons"])
+    with pytest.raises(ValueError, match="mode"):
+        membership.settings("medium")
+
+
+def test_membership_data_is_disjoint(data_dir):
+    cfg = {**membership.settings("fast"), "n_members": 50, "n_test": 40}
+    d = membership.prepare_data(cfg, seed=2)
+    flat = lambda t: {tuple(v) for v in t.flatten(1).numpy().round(4).tolist()}  # noqa: E731
+    assert len(d["x_members"]) == len(d["x_nonmembers"]) == 50 and len(d["x_test"]) == 40
+    assert not flat(d["x_members"]) & flat(d["x_nonmembers"])
+    with pytest.raises(ValueError, match="need"):
+        membership.prepare_data({**cfg, "n_members": 40_000})
+
+
+def test_membership_run_tiny(data_dir, capsys):
+    cfg = {**membership.settings("fast"), "n_members": 60, "n_test": 60, "epochs": 40, "batch_size": 16, "probes": 2,
+           "dp_epochs": 1, "dp_batch_size": 30, "epsilons": [4.0]}
+    out = membership.run(config=cfg, seed=0, progress=False)
+    res = out["results"]
+    assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
+    assert set(res["attacks"]) == {"curvature", "loss", "combined", "curvature_fd"}
+    for s in res["attacks"].values():
+        assert 0 <= s["auc"] <= 1 and 0 <= s["tpr_at_1pct_fpr"] <= 1
+    assert res["attacks"]["loss"]["auc"] > 0.5
+    rows = res["dp"]
+    assert [r["target_epsilon"] for r in rows] == [math.inf, 4.0]
+    assert rows[1]["epsilon"] == pytest.approx(4.0, rel=0.05) and rows[1]["auc_bound"] < 1
+    json.dumps(membership._jsonable(res))                     # a record can be written
+
+
+def test_bn_synthesis_run_tiny(data_dir):
+    cfg = {**bn_synthesis.settings("fast"), "n_members": 100, "n_test": 100, "teacher_epochs": 8,
+           "per_class": 3, "steps": 30, "student_epochs": 3, "n_attack": 50, "probes": 2}
+    out = bn_synthesis.run(config=cfg, seed=0, progress=False, sources=("class",))
+    res = out["results"]
+    assert set(res) == {"teacher", "real", "class"}
+    assert out["synthetic"]["class"].reconstruction.shape == (30, 1, 28, 28)
+    for key in ("test_accuracy", "auc_loss", "auc_curvature", "closer_to_members",
+                "median_ssim_to_nearest_member"):
+        assert 0 <= res["class"][key] <= 1 or key == "median_ssim_to_nearest_member"
+    assert res["real"]["max_ssim_to_nearest_member"] <= 1
+    json.dumps(res)
+    with pytest.raises(ValueError, match="source"):
+        bn_synthesis.synthesize(out["teacher"], out["data"], cfg, source="global")
+
+
+def test_real_subset_is_balanced(data_dir):
+    cfg = {**bn_synthesis.settings("fast"), "n_members": 200, "n_test": 10}
+    d = bn_synthesis.prepare_data(cfg)
+    x, y = bn_synthesis.real_subset(d, 4)
+    assert x.shape == (40, 1, 28, 28) and np.bincount(y.numpy()).tolist() == [4] * 10
+    assert torch.equal(x[0], d["x_members"][torch.nonzero(d["y_members"] == 0)[0, 0]])

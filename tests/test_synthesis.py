@@ -1,0 +1,108 @@
+"""mixcon_lite.synthesis: class-wise statistics, the TV-L2 prior, BN-statistics synthesis and the
+copy test; LeNet5(batch_norm=True)."""
+import pytest
+import torch
+
+from mixcon_lite import synthesis as sy
+from mixcon_lite.attacks.result import AttackResult
+from mixcon_lite.models import LeNet5
+from mixcon_lite.train import train
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.manual_seed(0)
+    x = torch.rand(60, 1, 28, 28)
+    y = torch.arange(3).repeat(20)
+    x = 0.5 * x
+    for c in range(3):               # each class has a bright band of its own
+        x[y == c, :, 9 * c:9 * c + 9] += 0.5
+    model = LeNet5(num_classes=3, batch_norm=True)
+    train(model, (x, y), epochs=30, lr=3e-3, optimizer="adam", batch_size=20, progress=False)
+    return model, x, y
+
+
+def test_lenet_batch_norm_layers():
+    plain, bn = LeNet5(), LeNet5(batch_norm=True)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in bn.modules()) == 4
+    assert list(plain.state_dict())[:2] == ["blocks.block1.0.weight", "blocks.block1.0.bias"]
+    with pytest.raises(ValueError, match="batch_norm"):
+        LeNet5(batch_norm="yes")
+
+
+def test_class_statistics_are_exact(teacher):
+    model, x, y = teacher
+    stats = sy.class_bn_statistics(model, x, y, batch_size=7)      # batches that split classes
+    assert set(stats) == {0, 1, 2} and len(stats[0]) == 4
+    first = model.blocks.block1[0]
+    with torch.no_grad():
+        h = first(x[y == 1])
+    mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+    assert torch.allclose(stats[1][0][0], mean, atol=1e-5)
+    assert torch.allclose(stats[1][0][1], var, atol=1e-5)
+    assert not torch.allclose(stats[0][0][0], stats[1][0][0])
+
+
+def test_tv_l2():
+    flat = torch.ones(2, 1, 5, 5)
+    assert torch.allclose(sy.tv_l2(flat), torch.zeros(2))
+    x = torch.zeros(1, 1, 2, 2)
+    x[0, 0, 0, 0] = 1.0
+    # down 1, right 1, diagonal 1, anti-diagonal 0 -> 3
+    assert sy.tv_l2(x).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        sy.tv_l2(torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("source", ["running", "class"])
+def test_synthesis_reaches_targets_and_matches_statistics(teacher, source):
+    model, x, y = teacher
+    stats = "running" if source == "running" else sy.class_bn_statistics(model, x, y)
+    labels = torch.arange(3).repeat_interleave(4)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    out = sy.bn_synthesize(model, labels, steps=60, stats=stats, seed=0, bn_weight=0.1)
+    assert isinstance(out, AttackResult) and out.reconstruction.shape == (12, 1, 28, 28)
+    assert out.reconstruction.min() >= 0 and out.reconstruction.max() <= 1
+    assert out.history["bn"][-1] < out.history["bn"][0]                 # the statistics got closer
+    assert out.extras["accuracy"] >= 0.9 and out.extras["stats"] == source
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())   # teacher untouched
+    again = sy.bn_synthesize(model, labels, steps=60, stats=stats, seed=0, bn_weight=0.1)
+    assert torch.equal(out.reconstruction, again.reconstruction)        # seeded
+
+
+def test_synthesis_bad_inputs(teacher):
+    model, x, y = teacher
+    with pytest.raises(ValueError, match="BatchNorm"):
+        sy.bn_synthesize(LeNet5(), [0, 1], steps=1)
+    with pytest.raises(ValueError, match="n >= 2"):
+        sy.bn_synthesize(model, [0], steps=1)
+    with pytest.raises(ValueError, match="integer"):
+        sy.bn_synthesize(model, torch.tensor([0.0, 1.0]), steps=1)
+    with pytest.raises(ValueError, match="stats"):
+        sy.bn_synthesize(model, [0, 1], steps=1, stats="global")
+    stats = sy.class_bn_statistics(model, x[y < 2], y[y < 2])
+    with pytest.raises(ValueError, match=r"classes \[2\]"):
+        sy.bn_synthesize(model, [2, 2], steps=1, stats=stats)
+    with pytest.raises(ValueError, match="tv_weight"):
+        sy.bn_synthesize(model, [0, 1], steps=1, tv_weight=-1.0)
+    with pytest.raises(ValueError, match="steps"):
+        sy.bn_synthesize(model, [0, 1], steps=0)
+    with pytest.raises(ValueError, match="box"):
+        sy.bn_synthesize(model, [0, 1], steps=1, box=(1.0, 0.0))
+
+
+def test_copy_test_detects_copies():
+    torch.manual_seed(0)
+    members, nonmembers = torch.rand(50, 1, 8, 8), torch.rand(50, 1, 8, 8)
+    copies = members[:20] + 0.01 * torch.randn(20, 1, 8, 8)
+    assert sy.copy_test(copies, members, nonmembers)["closer_to_members"] == 1.0
+    fresh = torch.rand(200, 1, 8, 8)
+    share = sy.copy_test(fresh, members, nonmembers)["closer_to_members"]
+    assert 0.3 < share < 0.7
+    idx, dist = sy.nearest_neighbours(members[:3], members)
+    assert idx.tolist() == [0, 1, 2] and torch.allclose(dist, torch.zeros(3), atol=1e-3)
+    with pytest.raises(ValueError, match="equally many"):
+        sy.copy_test(fresh, members, nonmembers[:10])
+    with pytest.raises(ValueError, match="same item shape"):
+        sy.nearest_neighbours(torch.rand(2, 4), torch.rand(3, 5))

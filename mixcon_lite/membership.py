@@ -16,6 +16,7 @@ so the mean of :math:`v_k^\top H v_k` over :math:`k = 1..K` probes is unbiased, 
 * :func:`input_hessian`, :func:`exact_input_curvature`, :func:`hutchinson_variance` — the full
   input Hessian, its exact trace and the estimator's variance (tiny models only), to check against.
 * :func:`loss_scores` — the per-sample loss (the classic loss-threshold attack's score).
+* :func:`correctness_scores` — the label-only baseline (member if correctly classified).
 * :func:`attack_auc`, :func:`roc_curve`, :func:`tpr_at_fpr` — how well a score separates members
   from non-members (scikit-learn's ROC functions).
 * :func:`rank_average` — a label-free combination of several scores.
@@ -27,7 +28,9 @@ curvature are both *lower* on members, so the attacks use their negatives (``-lo
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -54,6 +57,15 @@ def _check_xy(model, x, y) -> None:
         raise ValueError("x and y are empty; pass at least one sample.")
     if y.dtype.is_floating_point:
         raise ValueError("y must hold integer class labels (dtype long), not floats.")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence PyTorch's one-time notice that forward-mode AD's internal decompositions use the
+    deprecated ``torch.jit.script`` (a notice about PyTorch itself, not about the caller's code)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+        yield
 
 
 class _EvalMode:
@@ -92,6 +104,23 @@ def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             out.append(F.cross_entropy(model(xb), yb, reduction="none").cpu())
     return torch.cat(out).float()
+
+
+def correctness_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       batch_size: int = 1000) -> torch.Tensor:
+    """The label-only baseline's score: 1 where the model classifies the sample correctly, 0 where not
+    (``Tensor[n]``). "Member if correctly classified" needs only the predicted label; its AUC is
+    ``(1 + acc_members - acc_nonmembers) / 2``, the generalisation gap's share, and any attack worth
+    its cost should beat it."""
+    _check_xy(model, x, y)
+    batch_size = positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    out = []
+    with _EvalMode(model), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            out.append((model(xb).argmax(1) == yb).float().cpu())
+    return torch.cat(out)
 
 
 def rademacher(shape, generator: torch.Generator) -> torch.Tensor:
@@ -141,7 +170,7 @@ def input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, pr
     if method == "finite-difference":       # float64 keeps the 1/h^2 cancellation accurate
         import copy
         model = copy.deepcopy(model).double()
-    with _EvalMode(model):
+    with _EvalMode(model), _quiet():
         loss = _sample_loss(model)
         if method == "hvp":
             def quad(xi, yi, v):                                          # v^T H v for one probe
@@ -178,7 +207,7 @@ def input_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     device = next(model.parameters()).device
     out = []
-    with _EvalMode(model):
+    with _EvalMode(model), _quiet():
         loss = _sample_loss(model)
         for xi, yi in zip(x.to(device).float(), y.to(device).long()):
             out.append(hessian(loss)(xi, yi).reshape(d, d).detach().cpu())

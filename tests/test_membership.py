@@ -171,3 +171,14 @@ def test_train_dp_sgd_refuses_batchnorm():
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     with pytest.raises(ValueError, match="BatchNorm"):
         train_dp_sgd(LeNet5(batch_norm=True), (x, y), epsilon=1.0)
+
+
+def test_correctness_scores_and_label_only_auc(tiny):
+    model, x, y = tiny
+    pred = model(x).argmax(1)
+    s = mb.correctness_scores(model, x, y)
+    assert torch.equal(s, (pred == y).float())
+    # AUC of "member if correct" = (1 + acc_members - acc_nonmembers) / 2
+    members, nonmembers = np.array([1, 1, 1, 0]), np.array([1, 0, 0, 0])
+    assert mb.attack_auc(members, nonmembers) == pytest.approx((1 + 0.75 - 0.25) / 2)
+

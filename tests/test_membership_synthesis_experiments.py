@@ -32,7 +32,7 @@ def test_membership_run_tiny(data_dir, capsys):
     out = membership.run(config=cfg, seed=0, progress=False)
     res = out["results"]
     assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
-    assert set(res["attacks"]) == {"curvature", "loss", "combined", "curvature_fd"}
+    assert set(res["attacks"]) == {"curvature", "loss", "combined", "label_only", "curvature_fd"}
     for s in res["attacks"].values():
         assert 0 <= s["auc"] <= 1 and 0 <= s["tpr_at_1pct_fpr"] <= 1
     assert res["attacks"]["loss"]["auc"] > 0.5

@@ -125,14 +125,16 @@ def leak_check(images: torch.Tensor, data: dict) -> dict:
 
 def membership_aucs(model, data: dict, config: dict, seed: int = 0) -> dict:
     """Chapter 09's loss and curvature attacks on ``model``, members of the *teacher* against
-    non-members (the first ``n_attack`` of each): ``{"auc_loss", "auc_curvature"}``."""
+    non-members (the first ``n_attack`` of each): ``{"auc_loss", "auc_curvature", "auc_label_only"}``
+    (the last is the label-only baseline: member if correctly classified)."""
     k = int(config["n_attack"])
     xm, ym = data["x_members"][:k], data["y_members"][:k]
     xn, yn = data["x_nonmembers"][:k], data["y_nonmembers"][:k]
     auc_loss = mb.attack_auc(-mb.loss_scores(model, xm, ym), -mb.loss_scores(model, xn, yn))
     auc_curv = mb.attack_auc(-mb.input_curvature(model, xm, ym, probes=config["probes"], seed=seed),
                              -mb.input_curvature(model, xn, yn, probes=config["probes"], seed=seed))
-    return {"auc_loss": auc_loss, "auc_curvature": auc_curv}
+    auc_label = mb.attack_auc(mb.correctness_scores(model, xm, ym), mb.correctness_scores(model, xn, yn))
+    return {"auc_loss": auc_loss, "auc_curvature": auc_curv, "auc_label_only": auc_label}
 
 
 def run(mode: str | None = None, seed: int = 0, progress: bool | None = None, config: dict | None = None,

@@ -85,7 +85,8 @@ def train_private(data: dict, config: dict, epsilon: float | None, seed: int = 0
 
 def attack_scores(model, data: dict, config: dict, seed: int = 0, finite_difference: bool = False) -> dict:
     """Every attack's scores, oriented so that members score higher:
-    ``{"curvature": (members [n], non-members [n]), "loss": (...), "combined": (...)}``, plus
+    ``{"curvature": (members [n], non-members [n]), "loss": (...), "combined": (...),
+    "label_only": (...)}`` (the baseline: 1 if correctly classified), plus
     ``"curvature_fd"`` (black-box finite differences) when ``finite_difference``. ``combined`` is
     :func:`~mixcon_lite.membership.rank_average` of the curvature and loss scores."""
     out = {}
@@ -99,6 +100,8 @@ def attack_scores(model, data: dict, config: dict, seed: int = 0, finite_differe
     comb = mb.rank_average(np.r_[out["curvature"][0], out["curvature"][1]],
                            np.r_[out["loss"][0], out["loss"][1]])
     out["combined"] = (comb[:n], comb[n:])
+    out["label_only"] = (mb.correctness_scores(model, xm, ym).numpy(),
+                         mb.correctness_scores(model, xn, yn).numpy())
     if finite_difference:
         fd = [-mb.input_curvature(model, x, y, probes=config["probes"], seed=seed,
                                   method="finite-difference", h=config["fd_h"]) for x, y in
@@ -130,7 +133,7 @@ def dp_study(data: dict, config: dict, seed: int = 0, progress: bool | None = No
         row = {"target_epsilon": float(eps), "epsilon": float(hist["epsilon"]),
                "noise_multiplier": float(hist.get("noise_multiplier", 0.0)), **accuracies(model, data),
                "auc_curvature": s["curvature"]["auc"], "auc_loss": s["loss"]["auc"],
-               "auc_combined": s["combined"]["auc"],
+               "auc_combined": s["combined"]["auc"], "auc_label_only": s["label_only"]["auc"],
                "auc_bound": 1.0 if math.isinf(eps) else mb.dp_auc_bound(float(hist["epsilon"]), config["delta"])}
         rows.append(row)
     return rows

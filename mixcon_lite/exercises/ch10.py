@@ -92,4 +92,5 @@ def check_leaky_set(fn, members: torch.Tensor, nonmembers: torch.Tensor) -> Chec
         return CheckResult(False, f"Only {share:.0%} of your images sit nearer a member than any non-member (need "
                                   "90 %). Random or class-average images score about half; build them from members.")
     return CheckResult(True, f"{share:.0%} of your images are flagged though none is a copy: the test measures "
-                             "closeness to the training set, so blends of members leak too.")
+                             "closeness to the training set, so images built from members (noisy or blended) leak "
+                             "although none is a near-duplicate.")

@@ -37,14 +37,14 @@ def settings(mode: str | None = None) -> dict:
 
     fast: 2,000 members; the teacher trains 20 epochs with Adam (lr 1e-3, batch 64); 30 synthetic
     images per class, 300 Adam steps at lr 0.1 (cosine decay), BN weight 1 (first layer x10), TV-L2
-    weight 1e-3, jitter 2 px; students train 30 epochs with Adam (lr 1e-3, batch 32); membership on
+    weight 0.05, jitter 2 px; students train 30 epochs with Adam (lr 1e-3, batch 32); membership on
     1,000 members and 1,000 non-members. full: 10,000 members, 200 images per class, 1,000 steps,
     all 10,000 members and 10,000 non-members for membership.
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "teacher_epochs": 20, "teacher_lr": 1e-3,
               "teacher_batch_size": 64, "lr": 0.1, "bn_weight": 1.0, "first_bn_multiplier": 10.0,
-              "tv_weight": 1e-3, "jitter": 2, "student_epochs": 30, "student_lr": 1e-3,
+              "tv_weight": 0.05, "jitter": 2, "student_epochs": 30, "student_lr": 1e-3,
               "student_batch_size": 32, "probes": 8, "n_test": 2000}
     if mode == "fast":
         return {**common, "n_members": 2000, "per_class": 30, "steps": 300, "n_attack": 1000}

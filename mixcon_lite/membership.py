@@ -90,11 +90,8 @@ def _sample_loss(model):
     return loss
 
 
-def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int = 1000) -> torch.Tensor:
-    """The cross-entropy loss of each sample, ``Tensor[n]`` (CPU, float32), model in eval mode.
-
-    Members of an overfit model have lower loss: use ``-loss_scores(...)`` as a membership score."""
+def _per_sample(model, x, y, batch_size: int, score) -> torch.Tensor:
+    """``score(logits, y) -> [b]`` for every sample, in batches, model in eval mode, no gradients."""
     _check_xy(model, x, y)
     batch_size = positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
@@ -102,25 +99,26 @@ def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     with _EvalMode(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out.append(F.cross_entropy(model(xb), yb, reduction="none").cpu())
-    return torch.cat(out).float()
+            out.append(score(model(xb), yb).float().cpu())
+    return torch.cat(out)
+
+
+def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int = 1000) -> torch.Tensor:
+    """The cross-entropy loss of each sample, ``Tensor[n]`` (CPU, float32), model in eval mode.
+
+    Members of an overfit model have lower loss: use ``-loss_scores(...)`` as a membership score."""
+    return _per_sample(model, x, y, batch_size,
+                       lambda logits, yb: F.cross_entropy(logits, yb, reduction="none"))
 
 
 def correctness_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                        batch_size: int = 1000) -> torch.Tensor:
     """The label-only baseline's score: 1 where the model classifies the sample correctly, 0 where not
     (``Tensor[n]``). "Member if correctly classified" needs only the predicted label; its AUC is
-    ``(1 + acc_members - acc_nonmembers) / 2``, the generalisation gap's share, and any attack worth
-    its cost should beat it."""
-    _check_xy(model, x, y)
-    batch_size = positive_int(batch_size, "batch_size")
-    device = next(model.parameters()).device
-    out = []
-    with _EvalMode(model), torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out.append((model(xb).argmax(1) == yb).float().cpu())
-    return torch.cat(out)
+    ``(1 + acc_members - acc_nonmembers) / 2``, one half plus half the generalisation gap, and any
+    attack worth its cost should beat it."""
+    return _per_sample(model, x, y, batch_size, lambda logits, yb: logits.argmax(1) == yb)
 
 
 def rademacher(shape, generator: torch.Generator) -> torch.Tensor:

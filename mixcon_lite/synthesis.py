@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -278,4 +277,3 @@ def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.
 
 
 __all__ = ["class_bn_statistics", "tv_l2", "bn_synthesize", "nearest_neighbours", "copy_test"]
-_ = np  # numpy is used through torch tensors' .numpy()

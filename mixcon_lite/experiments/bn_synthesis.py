@@ -22,8 +22,8 @@ import torch
 
 from .. import membership as mb
 from .. import synthesis as sy
+from . import membership as membership_experiment
 from ..config import get_mode
-from ..data import load_dataset
 from ..metrics import ssim
 from ..models import LeNet5
 from ..train import evaluate, train
@@ -51,18 +51,9 @@ def settings(mode: str | None = None) -> dict:
     return {**common, "n_members": 10_000, "per_class": 200, "steps": 1000, "n_attack": 10_000}
 
 
-def prepare_data(config: dict, seed: int = 0) -> dict:
-    """Members, non-members (as many, disjoint) and a test set from Fashion-MNIST's training split,
-    in a seeded order: ``{"x_members", "y_members", "x_nonmembers", "y_nonmembers", "x_test", "y_test"}``."""
-    x, y = load_dataset(config["dataset"], "train")
-    n, n_test = int(config["n_members"]), int(config["n_test"])
-    if 2 * n + n_test > len(x):
-        raise ValueError(f"n_members={n} and n_test={n_test} need {2 * n + n_test} images; the split has "
-                         f"{len(x)}.")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(int(seed)))
-    m, o, t = order[:n], order[n:2 * n], order[2 * n:2 * n + n_test]
-    return {"x_members": x[m], "y_members": y[m], "x_nonmembers": x[o], "y_nonmembers": y[o],
-            "x_test": x[t], "y_test": y[t]}
+# The same split as chapter 09: members, as many non-members (disjoint) and a test set, drawn in a
+# seeded order from Fashion-MNIST's training split.
+prepare_data = membership_experiment.prepare_data
 
 
 def train_teacher(data: dict, config: dict, seed: int = 0, progress: bool | None = None):

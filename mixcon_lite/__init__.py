@@ -14,7 +14,8 @@ Each chapter notebook first builds an idea by hand, then uses the tested version
 * teaching: :mod:`~mixcon_lite.exercises` (checkers), :mod:`~mixcon_lite.classroom` (student
   versions, ``python -m mixcon_lite.classroom student notebooks/ student/``).
 """
-from .config import data_root, get_device, get_mode, pick, seed_everything
+from .config import data_root, get_device, get_mode, get_seed, pick, resolve_seed, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["data_root", "get_device", "get_mode", "pick", "seed_everything", "__version__"]
+__all__ = ["data_root", "get_device", "get_mode", "get_seed", "pick", "resolve_seed", "seed_everything",
+           "__version__"]

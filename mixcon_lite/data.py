@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DATA_ENV, data_root
+from .config import DATA_ENV, data_root, resolve_seed
 from .utils import positive_int
 
 DATASETS = ("fashion-mnist", "mnist")
@@ -156,13 +156,14 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
 
 
 def subset(images: torch.Tensor, labels: torch.Tensor, n_per_class: int,
-           classes=None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+           classes=None, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic class-balanced subset: ``n_per_class`` samples of each class.
 
     ``classes`` (default: every label present) selects and orders the classes; samples are drawn
     without replacement with a NumPy generator seeded by ``seed`` and returned grouped by class in
     that order. Raises ``ValueError`` if a class has fewer than ``n_per_class`` samples.
     """
+    seed = resolve_seed(seed)
     if not torch.is_tensor(images) or not torch.is_tensor(labels):
         raise ValueError("images and labels must be torch tensors (as returned by load_dataset).")
     if labels.ndim != 1 or images.shape[0] != labels.shape[0]:
@@ -183,7 +184,7 @@ def subset(images: torch.Tensor, labels: torch.Tensor, n_per_class: int,
 
 
 def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separation: float = 4.0,
-                  flip: float = 0.1, seed: int = 0):
+                  flip: float = 0.1, seed: int | None = None):
     r"""The MixCon paper's synthetic task: two Gaussian classes with label-flip noise (§4.2).
 
     Class 1 samples come from :math:`\mathcal N(+\mu, I_d)`, class 0 from :math:`\mathcal N(-\mu, I_d)`
@@ -195,6 +196,7 @@ def two_gaussians(n_train: int = 800, n_test: int = 200, dim: int = 10, separati
 
     Returns ``(x_train, y_train, x_test, y_test)``: float32 ``[n, dim]`` and int64 ``[n]``.
     """
+    seed = resolve_seed(seed)
     n_train, n_test, dim = (positive_int(v, nm) for nm, v in (("n_train", n_train), ("n_test", n_test),
                                                               ("dim", dim)))
     if n_train < 2 or n_test < 2:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import resolve_seed
 from .utils import positive_int
 
 METHODS = ("hvp", "finite-difference")
@@ -127,7 +128,7 @@ def rademacher(shape, generator: torch.Generator) -> torch.Tensor:
 
 
 def input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 8,
-                    seed: int = 0, method: str = "hvp", h: float = 1e-2, batch_size: int = 100,
+                    seed: int | None = None, method: str = "hvp", h: float = 1e-2, batch_size: int = 100,
                     per_probe: bool = False) -> torch.Tensor:
     r"""Hutchinson's estimate of each sample's input-loss curvature
     :math:`\operatorname{tr}\nabla^2_x \mathrm{CE}(f(x_i), y_i)`.
@@ -151,6 +152,7 @@ def input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, pr
 
     Raises ``ValueError`` for mismatched ``x``/``y``, ``probes < 1``, an unknown ``method`` or ``h <= 0``.
     """
+    seed = resolve_seed(seed)
     _check_xy(model, x, y)
     if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
         raise ValueError(f"probes must be an integer >= 1 (the number of Rademacher probes), got {probes!r}.")

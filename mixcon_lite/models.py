@@ -14,6 +14,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .config import resolve_seed
+
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -224,7 +226,7 @@ MIN_INPUT_SIZE = {"resnet18": 8, "densenet121": 32, "inception_v3": 75}
 
 
 def torchvision_model(name: str, num_classes: int = 10, in_channels: int = 3, activation: str = "relu",
-                      seed: int = 0) -> nn.Module:
+                      seed: int | None = None) -> nn.Module:
     """A torchvision architecture at random initialisation (no pretrained weights), seeded.
 
     ``name``: ``"resnet18"``, ``"densenet121"`` or ``"inception_v3"`` (built without its auxiliary
@@ -235,6 +237,7 @@ def torchvision_model(name: str, num_classes: int = 10, in_channels: int = 3, ac
     :data:`MIN_INPUT_SIZE`. The model is returned in eval mode (BatchNorm then uses its initial
     running statistics, an identity), so a batch of one image works for every architecture.
     """
+    seed = resolve_seed(seed)
     import torchvision
 
     key = str(name).lower().replace("-", "").replace("_", "")

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import resolve_seed
 from .utils import positive_int
 
 
@@ -127,13 +128,14 @@ def as_cnf(cnf) -> CNF:
     return CNF(n_vars, clauses)
 
 
-def random_3cnf(n_vars: int, n_clauses: int, max_occurrence: int, seed: int = 0, planted: bool = False) -> CNF:
+def random_3cnf(n_vars: int, n_clauses: int, max_occurrence: int, seed: int | None = None, planted: bool = False) -> CNF:
     """A random 3-CNF: each clause has 3 distinct variables with random signs, and every variable is in
     at most ``max_occurrence`` (B) clauses. With ``planted=True`` a hidden random assignment satisfies
     every clause (so the formula is satisfiable; the assignment is not returned).
 
     Raises ``ValueError`` when the sizes cannot work (``3 n_clauses > B n_vars`` or ``n_vars < 3``).
     """
+    seed = resolve_seed(seed)
     n_vars, n_clauses, max_occurrence = (positive_int(v, name) for name, v in (
         ("n_vars", n_vars), ("n_clauses", n_clauses), ("max_occurrence", max_occurrence)))
     if n_vars < 3:
@@ -370,7 +372,7 @@ def count_solutions(cnf, chunk: int = 1 << 16, max_vars: int = 26) -> int:
     return int(sum(ok.sum() for _, ok in _assignment_chunks(cnf, chunk, max_vars)))
 
 
-def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int = 0,
+def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.05, seed: int | None = None,
                        copies: int | None = None):
     """Invert the reduction's network by gradient descent: minimise ||net(x) - target||^2 from
     ``restarts`` random starts at once (a batch; each start uniform in [-1, 1]^n, so its signs are
@@ -382,6 +384,7 @@ def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.
     run ``residuals``, ``counts`` (unsatisfied clauses after rounding) and ``sign_flips`` (how many
     variables end with a different sign than they started with).
     """
+    seed = resolve_seed(seed)
     cnf = as_cnf(cnf)
     restarts, steps = positive_int(restarts, "restarts"), positive_int(steps, "steps")
     if not (isinstance(lr, (int, float)) and lr > 0):
@@ -411,10 +414,11 @@ def gradient_inversion(cnf, restarts: int = 16, steps: int = 300, lr: float = 0.
 
 
 def adversarial_inputs(cnf, copies: int | None = None, starts: int = 1024, steps: int = 300,
-                       lr: float = 0.02, seed: int = 0) -> torch.Tensor:
+                       lr: float = 0.02, seed: int | None = None) -> torch.Tensor:
     """Inputs that stress the soundness bound: for ``starts`` random sign patterns, the magnitudes
     ``|x_i|`` are optimised (Adam, signs held fixed) to make ||f(x) - y||^2 small while the rounding
     stays the same assignment. Returns ``x`` of shape ``[starts, n_vars]`` (float64)."""
+    seed = resolve_seed(seed)
     cnf = as_cnf(cnf)
     starts, steps = positive_int(starts, "starts"), positive_int(steps, "steps")
     net, target = reduction(cnf, copies)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .attacks.gradinversion import _batch_stats, bn_layers
 from .attacks.result import AttackResult
+from .config import resolve_seed
 from .utils import positive_int, progress_bar
 
 
@@ -109,7 +110,7 @@ def _check_weight(value, name):
     return float(value)
 
 
-def bn_synthesize(model: torch.nn.Module, labels, steps: int = 500, seed: int = 0, lr: float = 0.1,
+def bn_synthesize(model: torch.nn.Module, labels, steps: int = 500, seed: int | None = None, lr: float = 0.1,
                   stats="running", bn_weight: float = 1.0, first_bn_multiplier: float = 10.0,
                   ce_weight: float = 1.0, tv_weight: float = 1e-3, l2_weight: float = 0.0,
                   jitter: int = 2, flip: bool = False, box=(0.0, 1.0), input_shape=None,
@@ -136,6 +137,7 @@ def bn_synthesize(model: torch.nn.Module, labels, steps: int = 500, seed: int = 
     jitter), ``history`` (``loss``, ``ce``, ``bn``, ``tv`` per step), ``seconds`` and ``extras``
     (the settings, and ``accuracy``: the share of images the model assigns to their target).
     """
+    seed = resolve_seed(seed)
     layers = _layers(model)
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or len(labels) < 2 or labels.dtype.is_floating_point:

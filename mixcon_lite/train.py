@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .config import resolve_seed
 from .utils import positive_int, progress_bar
 
 
@@ -51,7 +52,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01, batch_size: int = 64,
           optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0,
-          loss_fn: Callable | None = None, eval_data=None, seed: int = 0,
+          loss_fn: Callable | None = None, eval_data=None, seed: int | None = None,
           progress: bool | None = None) -> dict:
     """Train ``model`` in place with minibatches drawn in a seeded order.
 
@@ -65,6 +66,7 @@ def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01,
     Returns a history ``{"loss": [mean per epoch], "train_accuracy": [...],
     "eval_accuracy": [...], "eval_loss": [...]}`` (eval lists empty without ``eval_data``).
     """
+    seed = resolve_seed(seed)
     _check_xy(*train_data, "train_data")
     if eval_data is not None:
         _check_xy(*eval_data, "eval_data")
@@ -179,7 +181,7 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
 
 def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: float = 1e-5,
                  epochs: int = 1, lr: float = 0.1, batch_size: int = 64, max_grad_norm: float = 1.0,
-                 momentum: float = 0.0, seed: int = 0, progress: bool | None = None) -> dict:
+                 momentum: float = 0.0, seed: int | None = None, progress: bool | None = None) -> dict:
     """Train ``model`` in place with DP-SGD (Abadi et al. 2016) through opacus: each step clips every
     sample's gradient to L2 norm ``max_grad_norm``, adds Gaussian noise, and draws its batch by
     Poisson sampling (rate ``batch_size / n``). opacus picks the noise multiplier that spends
@@ -190,6 +192,7 @@ def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: floa
     statistics; opacus refuses it). Returns ``{"loss": [mean per epoch], "epsilon": spent,
     "delta": delta, "noise_multiplier": sigma, "sample_rate": q, "steps": steps}``.
     Raises ``ValueError`` for a non-positive ``epsilon``, a ``delta`` outside (0, 1), or bad data."""
+    seed = resolve_seed(seed)
     _check_xy(*train_data, "train_data")
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")

@@ -38,10 +38,38 @@ def test_seed_everything_reproduces_all_generators():
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2]) and torch.equal(a[3], b[3])
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
 def test_seed_everything_rejects_bad_seed(bad):
     with pytest.raises(ValueError, match="non-negative integer"):
         config.seed_everything(bad)
+
+
+def test_seed_knob_default_env_and_offset(monkeypatch):
+    monkeypatch.delenv("MIXCON_LITE_SEED", raising=False)
+    assert config.get_seed() == 0 and config.get_seed(3) == 3
+    assert config.resolve_seed(None) == 0 and config.resolve_seed(7) == 7
+    monkeypatch.setenv("MIXCON_LITE_SEED", " 11 ")
+    assert config.get_seed() == 11 and config.get_seed(2) == 13
+    assert config.resolve_seed(None) == 11 and config.resolve_seed(4) == 4   # argument wins
+    # seed_everything() without an argument reads the knob
+    g = config.seed_everything()
+    a = torch.rand(2, generator=g)
+    assert torch.equal(a, torch.rand(2, generator=torch.Generator().manual_seed(11)))
+
+
+@pytest.mark.parametrize("bad", ["one", "-2", "1.5"])
+def test_seed_knob_rejects_bad_env(monkeypatch, bad):
+    monkeypatch.setenv("MIXCON_LITE_SEED", bad)
+    with pytest.raises(ValueError, match="MIXCON_LITE_SEED"):
+        config.get_seed()
+    with pytest.raises(ValueError, match="MIXCON_LITE_SEED"):
+        config.seed_everything()
+
+
+def test_get_seed_rejects_bad_offset(monkeypatch):
+    monkeypatch.delenv("MIXCON_LITE_SEED", raising=False)
+    with pytest.raises(ValueError, match="offset"):
+        config.get_seed(-1)
 
 
 def test_device():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..models import SplitNet
+from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 
 
@@ -83,7 +84,7 @@ def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor,
 
 def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: float = 0.05,
            tv_weight: float = 0.0, optimizer: str = "adam", init: str = "auto", box="auto",
-           weight_decay: float = 0.0, seed: int = 0, progress: bool | None = None,
+           weight_decay: float = 0.0, seed: int | None = None, progress: bool | None = None,
            return_history: bool = False, reduction: str = "mean"):
     """Recover inputs from representations ``h`` taken after block ``cut`` of ``model`` (white-box rMLE).
 
@@ -109,6 +110,7 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     reduction; ``feature_mse`` always the mean squared feature error per entry, so runs with either
     reduction compare).
     """
+    seed = resolve_seed(seed)
     if not isinstance(model, SplitNet):
         raise ValueError("invert needs a mixcon_lite SplitNet (e.g. LeNet5) so it knows where the cut is.")
     expected = model.representation_shape(cut)  # also validates the cut name
@@ -219,7 +221,7 @@ class Critic(torch.nn.Module):
 
 
 def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 5, lr: float = 1e-3,
-                  batch_size: int = 128, hidden: int = 512, seed: int = 0, adversarial: float = 0.0,
+                  batch_size: int = 128, hidden: int = 512, seed: int | None = None, adversarial: float = 0.0,
                   progress: bool | None = None) -> Decoder:
     r"""The black-box attack: query the client's layers with the attacker's own images ``x_aux``
     (``[N, *model.input_shape]``, same distribution, disjoint from the victims'), and fit a
@@ -234,6 +236,7 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     turn on every batch, both with Adam at ``lr`` and betas (0.5, 0.999). The paper's Eq. (7) is
     not legible to us; this form, the critic and ``w`` are ours.
     """
+    seed = resolve_seed(seed)
     if not isinstance(model, SplitNet):
         raise ValueError("train_decoder needs a mixcon_lite SplitNet so it can query the cut.")
     model.check_input(x_aux)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .features import total_variation
 from .lbfgs import BatchedLBFGS
@@ -380,7 +381,7 @@ INITS = ("randn", "rand", "grey")
 
 
 def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int = 300, restarts: int = 1,
-        seed: int = 0, n: int = 1, labels: torch.Tensor | None = None, tol: float = 1e-7,
+        seed: int | None = None, n: int = 1, labels: torch.Tensor | None = None, tol: float = 1e-7,
         history_size: int = 100, lr: float = 1.0, max_step: float | None = 5.0, init: str = "grey",
         reinit_diverged: bool = True, snapshot_every: int = 0, keep_all: bool = False, path: str = "auto",
         progress: bool | None = None) -> AttackResult:
@@ -425,6 +426,7 @@ def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int =
     ``reinitialised``, ``path``, ``relative_loss`` (= loss / :math:`\lVert g\rVert^2`); with
     ``keep_all`` also ``all_reconstructions``, every restart's best iterate ``[K, n, *input_shape]``.
     """
+    seed = resolve_seed(seed)
     t0 = time.perf_counter()
     n, shape = _check_attack_args(model, gradients, input_shape, n)
     steps = positive_int(steps, "steps")
@@ -517,7 +519,7 @@ DISTANCES = ("cosine", "l2")
 
 
 def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Tensor, steps: int = 1000,
-                     restarts: int = 1, seed: int = 0, lr: float = 0.1, tv_weight: float = 1e-4,
+                     restarts: int = 1, seed: int | None = None, lr: float = 0.1, tv_weight: float = 1e-4,
                      distance: str = "cosine", signed: bool = True, box=(0.0, 1.0), lr_decay: bool = True,
                      snapshot_every: int = 0, path: str = "auto", progress: bool | None = None) -> AttackResult:
     r"""Inverting Gradients (Geiping et al. 2020): cosine gradient matching with a TV prior.
@@ -545,6 +547,7 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
     hold the ``distance`` term alone, ``restart_loss``, ``path``; ``history["loss"]`` the best
     objective so far, ``history["distance"]`` its distance term).
     """
+    seed = resolve_seed(seed)
     t0 = time.perf_counter()
     labels = _check_labels(labels)
     n, shape = _check_attack_args(model, gradients, input_shape, len(labels))
@@ -634,9 +637,10 @@ def prune_gradients(gradients, fraction: float) -> list[torch.Tensor]:
     return out
 
 
-def noisy_gradients(gradients, sigma: float, kind: str = "gaussian", seed: int = 0) -> list[torch.Tensor]:
+def noisy_gradients(gradients, sigma: float, kind: str = "gaussian", seed: int | None = None) -> list[torch.Tensor]:
     """Add zero-mean noise of standard deviation ``sigma`` to every entry (``kind`` ``"gaussian"`` or
     ``"laplacian"``, the two DLG's paper tries), seeded. Returns new tensors."""
+    seed = resolve_seed(seed)
     if not float(sigma) >= 0:
         raise ValueError(f"sigma must be >= 0, got {sigma!r}.")
     if kind not in ("gaussian", "laplacian"):

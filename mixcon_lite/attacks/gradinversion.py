@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .features import total_variation
 from .gradients import check_gradients, final_linear
@@ -209,7 +210,7 @@ def _attack_copy(model: nn.Module) -> tuple[nn.Module, list, list]:
 
 def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int = 500, lr: float = 0.1,
                   tv_weight: float = 0.0, l2_weight: float = 0.0, bn_weight: float = 0.0,
-                  group_weight: float = 0.0, seeds: int = 1, box=(0.0, 1.0), init=None, seed: int = 0,
+                  group_weight: float = 0.0, seeds: int = 1, box=(0.0, 1.0), init=None, seed: int | None = None,
                   progress: bool | None = None, record_every: int = 10) -> AttackResult:
     r"""GradInversion: optimise a batch of images so that its gradient matches the shared one.
 
@@ -258,6 +259,7 @@ def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int =
     ``bn`` where used), ``extras`` (``consensus``, ``candidates`` ``[G, b, ...]``,
     ``seed_distances``, ``settings``).
     """
+    seed = resolve_seed(seed)
     t0 = time.perf_counter()
     grads = check_gradients(model, gradients)
     steps = positive_int(steps, "steps")

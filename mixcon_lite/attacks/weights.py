@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .result import AttackResult
 
@@ -173,7 +174,7 @@ def kkt_residual(model: nn.Module, x: torch.Tensor, y_pm1) -> tuple[float, np.nd
     return float(np.sqrt(res_sq / theta_sq)), lam
 
 
-def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: int = 2000, seed: int = 0,
+def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: int = 2000, seed: int | None = None,
                 lr: float = 0.01, lam_lr: float = 0.01, lam_min: float = 0.5, relu_alpha: float | None = 20.0,
                 box=(-1.0, 1.0), init_scale: float = 0.01, prior_weight: float = 5.0, lam_weight: float = 5.0,
                 labels=None, progress: bool | None = None, log_every: int = 20) -> AttackResult:
@@ -209,6 +210,7 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
     ``history`` (``loss``, ``stationarity``, relative residual ``residual``) every ``log_every`` steps,
     ``extras['lam']``.
     """
+    seed = resolve_seed(seed)
     weights0 = [w.detach() for w in homogeneous_weights(model)]
     m = positive_int(n_candidates, "n_candidates", minimum=2)
     steps = positive_int(steps, "steps")

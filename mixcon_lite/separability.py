@@ -6,6 +6,9 @@ For representations :math:`h_1,\dots,h_N` (rows of ``h``, flattened):
 * :func:`max_pair_distance` — :math:`\Delta_S = \max_{(i,j)\in S}\lVert h_i-h_j\rVert_2` over a given set ``S`` of
   pairs that *should* be close (e.g. MixCon's cross-class pairs, :func:`mixcon_pairs`);
 * :func:`layer_report` — both, at every cut of a :class:`~mixcon_lite.models.SplitNet`;
+* :func:`geometry_kept` — how well a representation keeps the input's geometry: the Spearman rank
+  correlation of pair distances in the input and in ``h``, over disjoint pairs, with its interval;
+* :func:`closest_pairs` — the ``k`` closest pairs of rows, closest first;
 * :func:`twin_points` and :func:`steps_to_fit` — a synthetic set with a chosen δ, and how long a net
   of a given width takes to fit it (Theorem 3.2 made tangible).
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from .models import SplitNet
+from .config import resolve_seed
 from .utils import positive_int
 
 
@@ -97,6 +101,50 @@ def pairwise_distances(h) -> torch.Tensor:
     return torch.cdist(h, h)
 
 
+def closest_pairs(h, k: int) -> torch.Tensor:
+    """The ``k`` closest pairs ``(i, j)``, ``i < j``, of the rows of ``h`` (N at most 5,000), as a
+    ``[k, 2]`` long tensor ordered from the closest. Ties are broken by index, so the order does
+    not depend on the platform's sort."""
+    k = positive_int(k, "k")
+    d = pairwise_distances(h)
+    n = d.shape[0]
+    if k > n * (n - 1) // 2:
+        raise ValueError(f"k = {k} pairs asked for, but {n} rows have only {n * (n - 1) // 2}.")
+    i, j = torch.triu_indices(n, n, offset=1)
+    dist = d[i, j].numpy()
+    order = np.lexsort((j.numpy(), i.numpy(), dist))[:k]
+    return torch.stack([i[order], j[order]], 1)
+
+
+def geometry_kept(x, h, n_pairs: int = 1000, seed: int | None = None,
+                  confidence: float = 0.95) -> dict:
+    """Spearman rank correlation between pair distances in ``x`` and in ``h`` (same rows).
+
+    The rows are shuffled by ``seed`` and split into ``n_pairs`` *disjoint* pairs, so the pairs are
+    independent and the interval is Fisher's for Spearman's rho (standard error
+    ``1.06 / sqrt(n - 3)``). 1 means ``h`` orders the pairs exactly as ``x`` does; 0, not at all.
+    Returns ``{"rho", "low", "high", "n_pairs"}``.
+    """
+    from scipy import stats as st
+
+    x, h = _as_matrix(x, "x"), _as_matrix(h, "h")
+    if x.shape[0] != h.shape[0]:
+        raise ValueError(f"x and h must have one row per sample each: {x.shape[0]} vs {h.shape[0]}.")
+    n_pairs = positive_int(n_pairs, "n_pairs")
+    if 2 * n_pairs > x.shape[0] or n_pairs < 4:
+        raise ValueError(f"n_pairs = {n_pairs} disjoint pairs need 2 n_pairs <= N = {x.shape[0]} "
+                         f"rows and n_pairs >= 4.")
+    order = torch.from_numpy(np.random.default_rng(resolve_seed(seed)).permutation(x.shape[0]))
+    a, b = order[:n_pairs], order[n_pairs:2 * n_pairs]
+    dx = (x[a] - x[b]).norm(dim=1).numpy()
+    dh = (h[a] - h[b]).norm(dim=1).numpy()
+    rho = float(st.spearmanr(dx, dh).statistic)
+    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), 1.06 / np.sqrt(n_pairs - 3)
+    q = st.norm.ppf(0.5 + confidence / 2)
+    return {"rho": rho, "low": float(np.tanh(z - q * se)), "high": float(np.tanh(z + q * se)),
+            "n_pairs": n_pairs}
+
+
 def mixcon_pairs(labels) -> torch.Tensor:
     """MixCon's pairs that should be close: the k-th sample of class c with the k-th sample of every
     other class c' (k runs up to the smaller class size). Returns ``[P, 2]`` indices into ``labels``."""
@@ -154,35 +202,49 @@ def layer_report(model: SplitNet, x: torch.Tensor, pairs=None, cuts=None, includ
     return rows
 
 
-def twin_points(n_pairs: int, dim: int, gap: float, seed: int = 0):
+def twin_points(n_pairs: int, dim: int, gap: float, seed: int | None = None):
     """A binary task with separability ``gap``: ``n_pairs`` random points on the unit sphere, each with
     a *twin* at distance exactly ``gap`` carrying the opposite label.
 
-    Returns ``(x [2 n_pairs, dim], y [2 n_pairs])``. For small ``gap`` δ equals ``gap`` (check with
+    Returns ``(x [2 n_pairs, dim], y [2 n_pairs])``. Points of different pairs are kept more than
+    ``gap`` apart (a draw that breaks this is redrawn, up to 200 times), so for gaps small enough
+    to allow it (all of chapter 01's) δ equals ``gap`` at every seed (check with
     :func:`min_pairwise_distance`); fitting it means separating each point from its twin.
     """
+    seed = resolve_seed(seed)
     if not isinstance(n_pairs, int) or n_pairs < 1 or not isinstance(dim, int) or dim < 2:
         raise ValueError(f"Need integers n_pairs >= 1 and dim >= 2, got {n_pairs!r}, {dim!r}.")
     if not 0 < gap <= 2:
         raise ValueError(f"gap must be in (0, 2] (points on the unit sphere), got {gap!r}.")
     g = torch.Generator().manual_seed(int(seed))
-    base = torch.randn(n_pairs, dim, generator=g, dtype=torch.float64)
-    base /= base.norm(dim=1, keepdim=True)
-    step = torch.randn(n_pairs, dim, generator=g, dtype=torch.float64)
-    step -= (step * base).sum(1, keepdim=True) * base          # tangent direction
-    step /= step.norm(dim=1, keepdim=True)
-    twin = base * (1 - gap ** 2 / 2) + step * gap * (1 - gap ** 2 / 4) ** 0.5   # on the sphere, |twin - base| = gap
+    not_twin = ~torch.eye(2 * n_pairs, dtype=torch.bool)
+    idx = torch.arange(n_pairs)
+    not_twin[idx, idx + n_pairs] = not_twin[idx + n_pairs, idx] = False
+    for _ in range(200):
+        base = torch.randn(n_pairs, dim, generator=g, dtype=torch.float64)
+        base /= base.norm(dim=1, keepdim=True)
+        step = torch.randn(n_pairs, dim, generator=g, dtype=torch.float64)
+        step -= (step * base).sum(1, keepdim=True) * base          # tangent direction
+        step /= step.norm(dim=1, keepdim=True)
+        twin = base * (1 - gap ** 2 / 2) + step * gap * (1 - gap ** 2 / 4) ** 0.5   # on the sphere, |twin - base| = gap
+        # redraw (rarely needed) until no two points of different pairs are closer than the gap,
+        # so that delta is the gap at every seed; for a gap too large to keep every other pair
+        # apart, the last draw is kept (then delta can be below the gap)
+        both = torch.cat([base, twin])
+        if torch.cdist(both, both)[not_twin].min() > gap * (1 + 1e-2):
+            break
     y = torch.randint(0, 2, (n_pairs,), generator=g)
     x = torch.cat([base, twin]).to(torch.float32)
     return x, torch.cat([y, 1 - y])
 
 
 def steps_to_fit(width: int, x: torch.Tensor, y: torch.Tensor, max_steps: int = 2000, lr: float = 0.01,
-                 seed: int = 0) -> int | None:
+                 seed: int | None = None) -> int | None:
     """Full-batch Adam on a two-layer ReLU net of hidden ``width`` until every training label is right.
 
     Returns the number of steps taken, or ``None`` if ``max_steps`` did not suffice.
     """
+    seed = resolve_seed(seed)
     from .models import MLP
 
     width = positive_int(width, "width")

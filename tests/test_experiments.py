@@ -24,6 +24,15 @@ def test_get_settings_resolves_the_mode_once():
     assert {k: fast["attack"][k] for k in ("optimizer", "lr", "steps", "reduction")} == \
         {"optimizer": "sgd", "lr": 0.01, "steps": 500, "reduction": "sum"}
     assert ms.get_settings("fast", seeds=range(2))["seeds"] == [0, 1]
+
+
+def test_default_seeds_follow_the_course_seed(monkeypatch):
+    monkeypatch.setenv("MIXCON_LITE_SEED", "5")
+    s = ms.get_settings("fast")
+    assert s["seeds"] == [5, 6, 7] and s["data"]["seed"] == 5
+    assert s["width_sweep"]["seeds"] == [5]
+    monkeypatch.delenv("MIXCON_LITE_SEED")
+    assert ms.get_settings("fast")["seeds"] == [0, 1, 2]
     with pytest.raises(ValueError, match="at least one seed"):
         ms.get_settings("fast", seeds=[])
     with pytest.raises(ValueError, match="Unknown mode"):
@@ -88,3 +97,8 @@ def test_paper_table_covers_every_setting():
     assert {(s, n) for s, n, _, _ in ms.SETTINGS} == set(ms.PAPER)
 
 
+
+
+def test_summarise_keeps_the_values_per_seed():
+    row = ms.summarise([{"test": 80.0}, {"test": 84.0}])
+    assert row["test"] == 82.0 and row["test_std"] == 2.0 and row["test_per_seed"] == [80.0, 84.0]

@@ -147,3 +147,23 @@ def test_noise_defence_measures_both_sides(model):
         fi.noise_defence(model, 0.1, x, y[:2], **kw)
     quick = fi.noise_defence(model, 50.0, x, y, adaptive=False, **kw)
     assert "ssim_adaptive" not in quick and quick["ssim"] == loud["ssim"]
+
+
+def test_summarise_with_victims_needs_the_interval():
+    cuts = ["block1", "block2"]
+    sign = [1.0 if k % 2 else -1.0 for k in range(30)]
+    bar = [0.4 + 0.1 * e for e in sign]                       # mean 0.4
+
+    def row(values):
+        return {"ssim": sum(values) / len(values), "ssim_per_victim": values}
+
+    adam1 = [b + 0.3 + 0.02 * e for b, e in zip(bar, sign)]   # far above the bar
+    adam2 = [b + 0.01 + 0.3 * e for b, e in zip(bar, sign)]   # above on the mean, noisy
+    scores = {"block1": {"adam": row(adam1), "decoder": row([a + 0.005 - 0.1 * e for a, e in
+                                                              zip(adam1, sign)])},
+              "block2": {"adam": row(adam2), "decoder": row([b + 0.2 for b in bar])}}
+    out = fi.summarise(scores, row(bar), cuts)
+    assert scores["block2"]["adam"]["ssim"] > 0.4             # above the bar on the mean ...
+    assert out["above_baseline"]["adam"] == ["block1"]        # ... but not beyond the noise
+    assert out["first_below_baseline"]["adam"] == "block2"
+    assert out["decoder_beats"]["adam"] == ["block2"]         # block1: 0.005 apart, noisy

@@ -54,6 +54,13 @@ def test_bn_synthesis_run_tiny(data_dir):
         assert 0 <= res["class"][key] <= 1 or key == "median_ssim_to_nearest_member"
     assert res["real"]["max_ssim_to_nearest_member"] <= 1
     json.dumps(res)
+    with_scores = bn_synthesis.membership_aucs(out["teacher"], out["data"], cfg, seed=0,
+                                               return_scores=True)
+    from mixcon_lite import stats
+    for k in ("loss", "curvature", "label_only"):
+        m, n = with_scores["scores"][k]
+        assert len(m) == len(n) == cfg["n_attack"]
+        assert stats.auc(m, n) == pytest.approx(with_scores[f"auc_{k}"])
     with pytest.raises(ValueError, match="source"):
         bn_synthesis.synthesize(out["teacher"], out["data"], cfg, source="global")
 

@@ -1,6 +1,7 @@
 """mixcon_lite.experiments.mixcon_images: settings, data split, one grid point, sweet spot, script."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,8 @@ def test_one_point_measures_everything():
         r = p[attack]
         assert r["nssim"] == pytest.approx((r["ssim"] + 1) / 2)
         assert r["ssim"] <= r["ssim_max"] <= 1
+        assert len(r["ssim_per_victim"]) == len(data["x_victims"])
+        assert np.mean(r["ssim_per_victim"]) == pytest.approx(r["ssim"])
     assert p["tv"] in cfg["tv_grid"]
     assert 0 <= p["whitebox"]["feature_residual"] < 10
     model, _ = mi.train_client(1.0, 0.01, data, cfg)

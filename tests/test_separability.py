@@ -100,3 +100,40 @@ def test_layer_report():
         assert r["Delta_S"] == pytest.approx(d[pairs[:, 0], pairs[:, 1]].max().item(), rel=1e-6)
         assert r["median"] == pytest.approx(torch.pdist(h.flatten(1).double()).median().item(), rel=1e-5)
     assert sep.layer_report(MLP(3, [4], 2), torch.rand(5, 3), include_input=False)[0]["Delta_S"] is None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_twin_points_gap_is_delta_at_every_seed(seed):
+    # a draw where two points of different pairs fall closer than the gap is redrawn
+    for gap in (0.4, 0.025):
+        x, _ = sep.twin_points(50, 10, gap, seed=seed)
+        assert abs(sep.min_pairwise_distance(x) - gap) < 1e-3 * gap
+
+
+def test_closest_pairs_against_brute_force():
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(40, 5, generator=g)
+    h[7] = h[3] + 1e-4                      # a near-duplicate: the closest pair
+    pairs = sep.closest_pairs(h, 5)
+    d = torch.cdist(h.double(), h.double())
+    i, j = torch.triu_indices(40, 40, offset=1)
+    want = d[i, j].argsort()[:5]
+    assert pairs.tolist() == torch.stack([i[want], j[want]], 1).tolist()
+    assert pairs[0].tolist() == [3, 7]
+    with pytest.raises(ValueError, match="only"):
+        sep.closest_pairs(h[:3], 4)
+
+
+def test_geometry_kept_orders_pairs_like_the_input():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(400, 30, generator=g)
+    same = sep.geometry_kept(x, 3 * x, n_pairs=150)
+    assert same["rho"] == pytest.approx(1.0) and same["n_pairs"] == 150
+    unrelated = sep.geometry_kept(x, torch.randn(400, 30, generator=g), n_pairs=150)
+    assert unrelated["low"] < 0 < unrelated["high"]            # no association: covers 0
+    noisy = sep.geometry_kept(x, x + 0.5 * torch.randn(400, 30, generator=g), n_pairs=150)
+    assert unrelated["high"] < noisy["low"] and noisy["rho"] < 1
+    with pytest.raises(ValueError, match="one row per sample"):
+        sep.geometry_kept(x, x[:-1])
+    with pytest.raises(ValueError, match="disjoint pairs"):
+        sep.geometry_kept(x, x, n_pairs=300)

@@ -23,7 +23,7 @@ import torch
 from .. import membership as mb
 from .. import synthesis as sy
 from . import membership as membership_experiment
-from ..config import get_mode
+from ..config import get_mode, resolve_seed
 from ..metrics import ssim
 from ..models import LeNet5
 from ..train import evaluate, train
@@ -56,8 +56,9 @@ def settings(mode: str | None = None) -> dict:
 prepare_data = membership_experiment.prepare_data
 
 
-def train_teacher(data: dict, config: dict, seed: int = 0, progress: bool | None = None):
+def train_teacher(data: dict, config: dict, seed: int | None = None, progress: bool | None = None):
     """LeNet-5 with BatchNorm trained on the members. Returns ``(model, history)``."""
+    seed = resolve_seed(seed)
     torch.manual_seed(int(seed))
     model = LeNet5(batch_norm=True)
     history = train(model, (data["x_members"], data["y_members"]), epochs=config["teacher_epochs"],
@@ -66,12 +67,13 @@ def train_teacher(data: dict, config: dict, seed: int = 0, progress: bool | None
     return model, history
 
 
-def synthesize(teacher, data: dict, config: dict, source: str = "class", seed: int = 0,
+def synthesize(teacher, data: dict, config: dict, source: str = "class", seed: int | None = None,
                progress: bool | None = None, **overrides):
     """``per_class`` synthetic images of every class from the teacher's statistics: ``source`` is
     ``"class"`` (per-class statistics recorded from the members) or ``"running"`` (the BatchNorm
     layers' running statistics). ``overrides`` change any keyword of
     :func:`~mixcon_lite.synthesis.bn_synthesize`. Returns its ``AttackResult``."""
+    seed = resolve_seed(seed)
     if source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; expected one of {SOURCES}.")
     labels = torch.arange(10).repeat_interleave(int(config["per_class"]))
@@ -84,8 +86,9 @@ def synthesize(teacher, data: dict, config: dict, source: str = "class", seed: i
     return sy.bn_synthesize(teacher, labels, stats=stats, seed=seed, progress=progress, **kw)
 
 
-def train_student(x: torch.Tensor, y: torch.Tensor, config: dict, seed: int = 0, progress: bool | None = None):
+def train_student(x: torch.Tensor, y: torch.Tensor, config: dict, seed: int | None = None, progress: bool | None = None):
     """A fresh LeNet-5 (no BatchNorm) trained on ``(x, y)`` alone. Returns the model."""
+    seed = resolve_seed(seed)
     torch.manual_seed(int(seed))
     model = LeNet5()
     train(model, (x, y), epochs=config["student_epochs"], lr=config["student_lr"], optimizer="adam",
@@ -114,26 +117,34 @@ def leak_check(images: torch.Tensor, data: dict) -> dict:
             "ssim_per_image": s, "member_index": ct["member_index"], "member_distance": ct["member_distance"]}
 
 
-def membership_aucs(model, data: dict, config: dict, seed: int = 0) -> dict:
+def membership_aucs(model, data: dict, config: dict, seed: int | None = None,
+                    return_scores: bool = False) -> dict:
     """Chapter 09's loss and curvature attacks on ``model``, members of the *teacher* against
     non-members (the first ``n_attack`` of each): ``{"auc_loss", "auc_curvature", "auc_label_only"}``
-    (the last is the label-only baseline: member if correctly classified)."""
+    (the last is the label-only baseline: member if correctly classified). With
+    ``return_scores`` also ``"scores"``: ``{attack: (member scores, non-member scores)}``, higher
+    meaning member, for :func:`mixcon_lite.stats.auc_difference`."""
+    seed = resolve_seed(seed)
     k = int(config["n_attack"])
     xm, ym = data["x_members"][:k], data["y_members"][:k]
     xn, yn = data["x_nonmembers"][:k], data["y_nonmembers"][:k]
-    auc_loss = mb.attack_auc(-mb.loss_scores(model, xm, ym), -mb.loss_scores(model, xn, yn))
-    auc_curv = mb.attack_auc(-mb.input_curvature(model, xm, ym, probes=config["probes"], seed=seed),
-                             -mb.input_curvature(model, xn, yn, probes=config["probes"], seed=seed))
-    auc_label = mb.attack_auc(mb.correctness_scores(model, xm, ym), mb.correctness_scores(model, xn, yn))
-    return {"auc_loss": auc_loss, "auc_curvature": auc_curv, "auc_label_only": auc_label}
+    scores = {"loss": (-mb.loss_scores(model, xm, ym), -mb.loss_scores(model, xn, yn)),
+              "curvature": (-mb.input_curvature(model, xm, ym, probes=config["probes"], seed=seed),
+                            -mb.input_curvature(model, xn, yn, probes=config["probes"], seed=seed)),
+              "label_only": (mb.correctness_scores(model, xm, ym), mb.correctness_scores(model, xn, yn))}
+    out = {f"auc_{k}": mb.attack_auc(*v) for k, v in scores.items()}
+    if return_scores:
+        out["scores"] = {k: tuple(np.asarray(s_, dtype=float) for s_ in v) for k, v in scores.items()}
+    return out
 
 
-def run(mode: str | None = None, seed: int = 0, progress: bool | None = None, config: dict | None = None,
+def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None, config: dict | None = None,
         sources=SOURCES) -> dict:
     """The whole experiment. Returns ``{"results", "teacher", "data", "synthetic": {source: AttackResult},
     "students": {name: model}, "config", "seconds"}``. ``results`` holds the teacher's accuracies and
     membership AUCs, and per student (``real`` and each synthetic source) its test accuracy, its
     membership AUCs and, for synthetic sets, the leak check's summary."""
+    seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
     data = prepare_data(config, seed=seed)
@@ -163,12 +174,14 @@ def run(mode: str | None = None, seed: int = 0, progress: bool | None = None, co
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["fast", "full"], default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: $MIXCON_LITE_SEED, else 0")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     parser.add_argument("--out", default=None, help="folder for the full-mode record (default book/results)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         parser.error("--seed must be >= 0")
+    args.seed = resolve_seed(args.seed)
     mode = get_mode(args.mode)
     out = run(mode, seed=args.seed, progress=not args.json)
     if mode == "full":

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..attacks.features import invert, train_decoder
-from ..config import get_mode
+from ..config import get_mode, get_seed, resolve_seed
 from ..data import load_dataset, subset
 from ..metrics import lpips_available, lpips_distance, ssim
 from ..models import LeNet5
@@ -79,7 +79,7 @@ def get_settings(mode: str | None = None) -> dict:
             "white_box_steps": 300 if fast else 500,
             "white_box": {a: dict(kw) for a, kw in WHITE_BOX.items()},
             "decoder_epochs": 5 if fast else 20,
-            "seed": 0}
+            "seed": get_seed()}
 
 
 def prepare_data(settings: dict) -> dict:
@@ -178,7 +178,8 @@ def score(victims: torch.Tensor, recovered: dict, model=None, cut: str | None = 
         s = ssim(victims, rec)
         n = (s + 1) / 2
         row = {"ssim": float(s.mean()), "ssim_std": float(s.std()), "ssim_max": float(s.max()),
-               "nssim": float(n.mean()), "nssim_std": float(n.std()), "nssim_max": float(n.max())}
+               "nssim": float(n.mean()), "nssim_std": float(n.std()), "nssim_max": float(n.max()),
+               "ssim_per_victim": [float(v) for v in s]}
         if model is not None:
             with torch.no_grad():
                 r = (model.forward_to(rec, cut).flatten(1) - h).norm(dim=1) / h.norm(dim=1)
@@ -193,34 +194,43 @@ def score(victims: torch.Tensor, recovered: dict, model=None, cut: str | None = 
 
 def summarise(scores: dict, baseline: dict, cuts) -> dict:
     """Comparisons read off ``scores`` (``{cut: {attack: row}}``) against the label-only
-    ``baseline`` row, as plain values a chapter can quote:
+    ``baseline`` row, as plain values a chapter can quote. Where the rows carry
+    ``ssim_per_victim``, "above" and "beats" mean beyond the noise: a paired comparison over the
+    victims (:func:`mixcon_lite.stats.paired`) whose 95 % interval excludes zero; rows without
+    them (older records) compare means.
 
-    * ``first_below_baseline``: per attack, the first cut from which its mean SSIM stays below the
-      baseline's at every later cut (``"none"`` if it never does);
-    * ``best_attack``: per cut, the attack with the highest mean SSIM;
-    * ``decoder_beats``: per white-box attack, the cuts where the decoder's mean SSIM is higher;
-    * ``above_baseline``: per attack, the cuts where its mean SSIM is above the baseline's.
+    * ``first_below_baseline``: per attack, the first cut from which it is not above the
+      baseline at any later cut (``"none"`` if it is above at the last cut);
+    * ``best_attack``: per cut, the attack with the highest mean SSIM (descriptive);
+    * ``decoder_beats``: per white-box attack, the cuts where the decoder beats it;
+    * ``above_baseline``: per attack, the cuts where it is above the baseline.
     """
+    from .. import stats
+
+    def beats(a_row, b_row) -> bool:
+        if "ssim_per_victim" in a_row and "ssim_per_victim" in b_row:
+            return stats.paired(a_row["ssim_per_victim"], b_row["ssim_per_victim"]).a_better
+        return a_row["ssim"] > b_row["ssim"]
+
     cuts = list(cuts)
     attacks = list(scores[cuts[0]])
-    bar = baseline["ssim"]
     out = {"first_below_baseline": {}, "best_attack": {}, "decoder_beats": {}, "above_baseline": {}}
     for a in attacks:
-        below = [scores[c][a]["ssim"] < bar for c in cuts]
+        above = [beats(scores[c][a], baseline) for c in cuts]
         first = "none"
         for i in range(len(cuts)):
-            if all(below[i:]):
+            if not any(above[i:]):
                 first = cuts[i]
                 break
         out["first_below_baseline"][a] = first
-        out["above_baseline"][a] = [c for c, b in zip(cuts, below) if not b]
+        out["above_baseline"][a] = [c for c, b in zip(cuts, above) if b]
     for c in cuts:
         out["best_attack"][c] = max(attacks, key=lambda a: scores[c][a]["ssim"])
     if "decoder" in attacks:
         for a in attacks:
             if a != "decoder":
                 out["decoder_beats"][a] = [c for c in cuts
-                                           if scores[c]["decoder"]["ssim"] > scores[c][a]["ssim"]]
+                                           if beats(scores[c]["decoder"], scores[c][a])]
     return out
 
 
@@ -259,13 +269,14 @@ def run(mode: str | None = None, settings: dict | None = None, cuts=None,
 
 def noise_defence(model, sigma: float, images: torch.Tensor, labels: torch.Tensor,
                   cut: str = "block1", n_victims: int = 8, tv_weight: float = 0.01,
-                  steps: int = 300, tv_grid=TV_GRID, seed: int = 0, adaptive: bool = True) -> dict:
+                  steps: int = 300, tv_grid=TV_GRID, seed: int | None = None, adaptive: bool = True) -> dict:
     """A naive defence: the client adds Gaussian noise of std ``sigma`` to its representation
     after ``cut``. Measures, on the first ``n_victims`` of ``images``, the white-box Adam attack
     with a fixed ``tv_weight`` (``ssim``) and with the weight re-tuned over ``tv_grid`` by an
     attacker who knows the defence (``ssim_adaptive``, ``tv_adaptive``; the best grid value for
     these victims, so an upper bound for that attacker; skipped with ``adaptive=False``), and the
     accuracy on all of ``images, labels`` with and without the noise. Noise is seeded by ``seed``."""
+    seed = resolve_seed(seed)
     sigma = float(sigma)
     if not sigma >= 0 or sigma == float("inf"):
         raise ValueError(f"sigma is a standard deviation: a finite number >= 0, got {sigma!r}.")

@@ -23,7 +23,7 @@ import torch
 
 from ..attacks.gradients import (dlg, idlg_label, invert_gradients, noisy_gradients, prune_gradients,
                                  shared_gradients)
-from ..config import get_mode
+from ..config import get_mode, get_seed, resolve_seed
 from ..data import load_dataset, skimage_crops, subset
 from ..metrics import mse, psnr, ssim
 from ..models import DLGLeNet, LeNet5, torchvision_model
@@ -54,9 +54,11 @@ def settings(mode: str | None = None) -> dict:
     }
 
 
-def dlg_victim(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 1234):
+def dlg_victim(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int | None = None):
     """DLG's setting for one picture ``[C, H, W]``: a :class:`~mixcon_lite.models.DLGLeNet` with
-    U(-0.5, 0.5) weights from ``seed`` and the gradient of ``(picture, label)``. Returns ``(model, grads)``."""
+    U(-0.5, 0.5) weights from ``seed`` (default DLG's 1234, plus the course seed) and the gradient of
+    ``(picture, label)``. Returns ``(model, grads)``."""
+    seed = 1234 + get_seed() if seed is None else resolve_seed(seed)
     c, size = picture.shape[0], picture.shape[-1]
     model = DLGLeNet(c, num_classes, size, seed=seed)
     return model, shared_gradients(model, picture[None], torch.tensor([int(label)]))
@@ -75,7 +77,7 @@ def recover_pictures(cfg: dict, progress: bool | None = None) -> dict:
     out = {"pictures": [], "fashion": []}
     images = skimage_crops(cfg["pictures"], size=cfg["picture_size"])
     x_f, y_f = load_dataset("fashion-mnist", "test")
-    xf, yf = subset(x_f, y_f, 1, classes=range(cfg["fashion_victims"]), seed=0)
+    xf, yf = subset(x_f, y_f, 1, classes=range(cfg["fashion_victims"]), seed=get_seed())
     jobs = [("pictures", name, images[i], i, 100) for i, name in enumerate(cfg["pictures"])]
     jobs += [("fashion", f"fashion {i}", xf[i], int(yf[i]), 10) for i in range(len(xf))]
     for group, name, image, label, classes in progress_bar(jobs, desc="pictures", progress=progress):
@@ -87,9 +89,11 @@ def recover_pictures(cfg: dict, progress: bool | None = None) -> dict:
     return out
 
 
-def restart_study(cfg: dict, picture: str = "chelsea", seed: int = 5) -> dict:
+def restart_study(cfg: dict, picture: str = "chelsea", seed: int | None = None) -> dict:
     """``restarts`` starts of DLG *as published* (N(0, 1) start, no step cap) batched on one picture:
-    each start's final gradient distance and pixel MSE, and which one the gradient distance picks."""
+    each start's final gradient distance and pixel MSE, and which one the gradient distance picks.
+    ``seed`` draws the starts (default 5 plus the course seed)."""
+    seed = 5 + get_seed() if seed is None else resolve_seed(seed)
     image = skimage_crops([picture], size=cfg["picture_size"])[0]
     model, grads = dlg_victim(image, 2)
     res = dlg(model, grads, tuple(image.shape), 100, steps=cfg["restart_steps"], restarts=cfg["restarts"],
@@ -100,19 +104,21 @@ def restart_study(cfg: dict, picture: str = "chelsea", seed: int = 5) -> dict:
             "restart_mse": mses, "chosen": int(res.extras["restart_loss"].argmin())}
 
 
-def label_accuracy(cfg: dict, progress: bool | None = None, seed: int = 0) -> dict:
+def label_accuracy(cfg: dict, progress: bool | None = None, seed: int | None = None) -> dict:
     """iDLG's protocol: per trial a fresh U(-0.5, 0.5) LeNet (1x28x28, 10 classes) and a random
     Fashion-MNIST test image; the label from iDLG's sign rule and from DLG as published (joint soft
     label, N(0, 1) start, ``label_steps`` steps). Returns per-trial truths and both predictions."""
+    seed = resolve_seed(seed)
     x, y = load_dataset("fashion-mnist", "test")
     g = torch.Generator().manual_seed(seed)
     truth, by_idlg, by_dlg = [], [], []
     for t in progress_bar(range(cfg["label_trials"]), desc="label trials", progress=progress):
         i = int(torch.randint(0, len(x), (1,), generator=g))
-        model, grads = dlg_victim(x[i], int(y[i]), 10, seed=10_000 + t)
+        model, grads = dlg_victim(x[i], int(y[i]), 10, seed=10_000 * (seed + 1) + t)
         truth.append(int(y[i]))
         by_idlg.append(idlg_label(model, grads))
-        res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["label_steps"], seed=t, init="randn", max_step=None,
+        res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["label_steps"], seed=seed + t, init="randn",
+                  max_step=None,
                   progress=False)
         by_dlg.append(int(res.labels[0]))
     truth = np.array(truth)
@@ -121,10 +127,11 @@ def label_accuracy(cfg: dict, progress: bool | None = None, seed: int = 0) -> di
             "dlg_accuracy": float((np.array(by_dlg) == truth).mean())}
 
 
-def train_victim_network(cfg: dict, seed: int = 0):
+def train_victim_network(cfg: dict, seed: int | None = None):
     """A LeNet-5 (ReLU, max-pooling) trained on Fashion-MNIST (``train_images``, ``train_epochs``,
     SGD with momentum as in chapter 00), and test victims of distinct classes. Returns
     ``(model, test_accuracy, victims, victim_labels, train_mean_image, class_means)``."""
+    seed = resolve_seed(seed)
     from ..train import evaluate, train
 
     x_tr, y_tr = load_dataset("fashion-mnist", "train")
@@ -155,23 +162,23 @@ def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None
     mean (the label alone), a uniform random image. Returns reconstructions and per-image MSE / SSIM."""
     model, acc, xv, yv, mean_image, class_means = prepared if prepared is not None else train_victim_network(cfg)
     recs = {name: [] for name in TRAINED_ATTACKS}
-    labels_ok = []
+    labels_ok, s0 = [], get_seed()
     jobs = [(i, name) for i in range(len(xv)) for name in TRAINED_ATTACKS]
     grads_of = {i: shared_gradients(model, xv[i:i + 1], yv[i:i + 1]) for i in range(len(xv))}
     for i, name in progress_bar(jobs, desc="attacks", progress=progress):
         kind, kw = TRAINED_ATTACKS[name]
         grads = grads_of[i]
         if kind == "dlg":
-            res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["ig_steps"], seed=i, progress=False)
+            res = dlg(model, grads, (1, 28, 28), 10, steps=cfg["ig_steps"], seed=s0 + i, progress=False)
         else:
             label = torch.tensor([idlg_label(model, grads)])
             if name == "cosine + TV, Adam (IG)":
                 labels_ok.append(int(label) == int(yv[i]))
-            res = invert_gradients(model, grads, (1, 28, 28), label, steps=cfg["ig_steps"], seed=i,
+            res = invert_gradients(model, grads, (1, 28, 28), label, steps=cfg["ig_steps"], seed=s0 + i,
                                    progress=False, **{"tv_weight": cfg["ig_tv"], **kw})
         recs[name].append(res.reconstruction[0].clamp(0, 1))
     recs = {k: torch.stack(v) for k, v in recs.items()}
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(s0)
     baselines = {"training mean image": mean_image.expand_as(xv), "class mean (label only)": class_means[yv],
                  "uniform noise": torch.rand(xv.shape, generator=g)}
     scores = {name: {"mse": mse(xv, r), "ssim": ssim(xv, r), "psnr": psnr(xv, r)}
@@ -192,9 +199,9 @@ def architecture_study(cfg: dict, progress: bool | None = None, picture: str = "
         image = skimage_crops([picture], size=size)[0]
         t0 = time.perf_counter()
         if arch == "lenet":
-            model = DLGLeNet(3, classes, size, seed=1234)
+            model = DLGLeNet(3, classes, size, seed=1234 + get_seed())
         else:
-            model = torchvision_model(arch, num_classes=classes, seed=0)
+            model = torchvision_model(arch, num_classes=classes, seed=get_seed())
         build = time.perf_counter() - t0
         grads = shared_gradients(model, image[None], torch.tensor([7]))
         res = dlg(model, grads, tuple(image.shape), classes, steps=cfg["architecture_steps"], tol=0,
@@ -269,7 +276,7 @@ def defence_study(cfg: dict, progress: bool | None = None) -> dict:
             res = dlg(model, g, tuple(image.shape), 100, n=strength, steps=steps, progress=False)
             out[kind].append((strength, matched_mse(xb, res.reconstruction.clamp(0, 1))))
             continue
-        g = noisy_gradients(grads, strength, seed=1) if kind == "noise" else prune_gradients(grads, strength)
+        g = noisy_gradients(grads, strength, seed=get_seed(1)) if kind == "noise" else prune_gradients(grads, strength)
         res = dlg(model, g, tuple(image.shape), 100, steps=steps, progress=False)
         out[kind].append((strength, float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())))
     return out

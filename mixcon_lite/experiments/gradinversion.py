@@ -30,7 +30,7 @@ import torch
 
 from ..attacks.gradients import final_linear, restore_labels, shared_gradients
 from ..attacks.gradinversion import PRIORS, gradinversion, match_batch
-from ..config import get_mode
+from ..config import get_mode, resolve_seed
 from ..data import load_dataset, subset
 from ..metrics import psnr, ssim
 from ..models import BNConvNet
@@ -56,9 +56,10 @@ def settings(mode: str | None = None) -> dict:
     }
 
 
-def prepare(s: dict, seed: int = 0):
+def prepare(s: dict, seed: int | None = None):
     """Train the client's model. Returns ``(model in train mode, test accuracy, (x_aux, y_aux),
     (x_private_pool, y_private_pool))``."""
+    seed = resolve_seed(seed)
     x_tr, y_tr = load_dataset("fashion-mnist", "train")
     x_te, y_te = load_dataset("fashion-mnist", "test")
     torch.manual_seed(seed)
@@ -92,7 +93,7 @@ def _multiset_hits(got: list, want: list) -> int:
     return sum(min(got.count(c), want.count(c)) for c in set(got))
 
 
-def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, seed: int = 0,
+def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, seed: int | None = None,
                       tol: float = 1e-3, progress: bool | None = None) -> dict:
     """For each batch size: ``exact`` (share of batches whose label multiset is recovered exactly),
     ``accuracy`` (mean multiset accuracy), ``found`` (mean share of the batch's distinct classes
@@ -102,6 +103,7 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
     negative term in the gradient is then at most ``tol`` times its activations) and
     ``failures_confident`` (share of the batches with distinct labels that restoration gets wrong
     holding such an image; ``nan`` if there are none)."""
+    seed = resolve_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     _, index = final_linear(model)
     out = {}
@@ -147,10 +149,11 @@ def score(rec, x) -> dict:
     return {"psnr": psnr(matched, x), "ssim": ssim(matched, x), "matched": matched}
 
 
-def fidelity(model, x, y, aux, s: dict, seed: int = 0, progress: bool | None = None) -> dict:
+def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
     """Attack one private batch ``(x, y)`` with every prior setting in ``s["priors"]`` (labels given).
     Returns ``{setting or baseline: score dict}`` (attacks also carry their final ``grad_distance``
     and ``history``) plus ``"seconds"`` per attack setting."""
+    seed = resolve_seed(seed)
     grads = client_gradients(model, x, y)
     out, seconds = {}, {}
     for name, kw in s["priors"].items():
@@ -176,8 +179,9 @@ def summary(scores: dict) -> dict:
             for name, v in scores.items() if name != "seconds"}
 
 
-def run(mode: str | None = None, seed: int = 0, progress: bool | None = None) -> dict:
+def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None) -> dict:
     """Both experiments at the sizes of ``mode``; returns a JSON-ready dict."""
+    seed = resolve_seed(seed)
     s = settings(mode)
     model, acc, aux, pool = prepare(s, seed)
     labels = {kind: label_restoration(model, *pool, s["label_batch_sizes"], s["label_trials"], distinct=(kind ==
@@ -198,11 +202,12 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", default=None, choices=["fast", "full"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: $MIXCON_LITE_SEED, else 0")
     args = parser.parse_args(argv)
     s = settings(args.mode)
     t0 = time.perf_counter()
-    results = run(s["mode"], seed=args.seed)
+    results = run(s["mode"], seed=resolve_seed(args.seed))
     path = save_record("gradinversion", s["mode"], s, results, seconds=time.perf_counter() - t0)
     print(f"wrote {path}")
     return 0

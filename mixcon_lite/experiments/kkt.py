@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..attacks.weights import kkt_residual, match, reconstruct
-from ..config import get_device, get_mode
+from ..config import get_device, get_mode, resolve_seed
 from ..data import load_dataset
 from ..models import MLP
 from ..train import train_margin
@@ -54,7 +54,7 @@ def settings(mode: str | None = None) -> dict:
             "lam_min": 0.5, "relu_alpha": 20.0, "n_test": 5000}
 
 
-def load_task(task: str = "mnist-odd-even", n_train: int = 30, seed: int = 0, n_test: int = 2000) -> dict:
+def load_task(task: str = "mnist-odd-even", n_train: int = 30, seed: int | None = None, n_test: int = 2000) -> dict:
     """Training, control and test images of a binary task, drawn by ``seed`` without overlap.
 
     Returns a dict: ``x_train [n, 1, 28, 28]`` in [0, 1] (half of each binary class), ``y_train``
@@ -64,6 +64,7 @@ def load_task(task: str = "mnist-odd-even", n_train: int = 30, seed: int = 0, n_
     for the baselines) and ``mean`` (the training images' mean, which the network's inputs are
     centred by, as in the paper's code).
     """
+    seed = resolve_seed(seed)
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of {tuple(TASKS)}.")
     n_train = positive_int(n_train, "n_train", minimum=2)
@@ -101,9 +102,10 @@ def centred(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 
 
 def train_victim(data: dict, config: dict, steps: int | None = None, weight_decay: float = 0.0,
-                 seed: int = 0, progress: bool | None = None):
+                 seed: int | None = None, progress: bool | None = None):
     """The victim: ``MLP(784, [width, width], 1, bias=False)`` with its initial weights scaled by
     ``init_scale``, trained by :func:`mixcon_lite.train.train_margin`. Returns ``(model, history)``."""
+    seed = resolve_seed(seed)
     torch.manual_seed(seed)
     device = get_device()
     model = MLP(data["x_train"][0].numel(), [config["width"]] * 2, 1, bias=False).to(device)
@@ -129,10 +131,11 @@ def margins(model, data: dict) -> np.ndarray:
     return model(centred(data["x_train"], data["mean"]))[:, 0].abs().numpy()
 
 
-def attack(model, data: dict, config: dict, seed: int = 0, progress: bool | None = None, **overrides):
+def attack(model, data: dict, config: dict, seed: int | None = None, progress: bool | None = None, **overrides):
     """:func:`~mixcon_lite.attacks.weights.reconstruct` with ``config``'s sizes; its box is the pixel range
     [0, 1] shifted by the training mean (the attacker is given the mean, as in the paper's evaluation).
     Returns ``(AttackResult, images [m, 1, 28, 28] in [0, 1])``."""
+    seed = resolve_seed(seed)
     mean = data["mean"].flatten()
     kwargs = {"n_candidates": config["n_candidates"], "steps": config["attack_steps"],
               "lr": config["attack_lr"], "lam_lr": config["attack_lr"], "lam_min": config["lam_min"],
@@ -143,10 +146,11 @@ def attack(model, data: dict, config: dict, seed: int = 0, progress: bool | None
     return result, images
 
 
-def baselines(data: dict, n_candidates: int, seed: int = 0) -> dict:
+def baselines(data: dict, n_candidates: int, seed: int | None = None) -> dict:
     """Candidates an attacker gets without the weights, ``name -> images``: the mean image of every
     original class (label knowledge only) and ``n_candidates`` random real images of the same classes
     that are not in the training set (knowledge of the data distribution)."""
+    seed = resolve_seed(seed)
     pool, classes = data["x_pool"], data["digits_pool"]
     means = torch.stack([pool[classes == c].mean(0) for c in torch.unique(classes)])
     g = torch.Generator().manual_seed(seed)
@@ -154,8 +158,9 @@ def baselines(data: dict, n_candidates: int, seed: int = 0) -> dict:
     return {"class means": means, "random real images": pool[pick]}
 
 
-def evaluate(model, data: dict, images: torch.Tensor, config: dict, seed: int = 0) -> dict:
+def evaluate(model, data: dict, images: torch.Tensor, config: dict, seed: int | None = None) -> dict:
     """The chapter's numbers for one attack: see :func:`run`."""
+    seed = resolve_seed(seed)
     ssim_attack, best = match(images, data["x_train"])
     base = {name: match(cand, data["x_train"])[0] for name, cand in baselines(data, config["n_candidates"],
                                                                                seed).items()}
@@ -175,7 +180,7 @@ def evaluate(model, data: dict, images: torch.Tensor, config: dict, seed: int = 
             "margin_per_sample": margins(model, data).tolist()}
 
 
-def run(mode: str | None = None, seed: int = 0, task: str = "mnist-odd-even", progress: bool | None = None,
+def run(mode: str | None = None, seed: int | None = None, task: str = "mnist-odd-even", progress: bool | None = None,
         config: dict | None = None) -> dict:
     """The whole pipeline. Returns ``{"results": numbers, "model", "data", "attack": AttackResult,
     "images": the reconstructions in pixel range, "history": training history, "config", "seconds"}``.
@@ -188,6 +193,7 @@ def run(mode: str | None = None, seed: int = 0, task: str = "mnist-odd-even", pr
     ``kkt_residual_control`` (the same fit with as many other images of the same classes), plus the
     per-sample lists.
     """
+    seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
     data = load_task(task, config["n_train"], seed=seed, n_test=config["n_test"])
@@ -205,13 +211,15 @@ SUMMARY_KEYS = ("n_train", "test_accuracy", "n_recovered", "best_ssim", "baselin
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["fast", "full"], default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: $MIXCON_LITE_SEED, else 0")
     parser.add_argument("--task", choices=list(TASKS), default="mnist-odd-even")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     parser.add_argument("--out", default=None, help="folder for the full-mode record (default book/results)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         parser.error("--seed must be >= 0")
+    args.seed = resolve_seed(args.seed)
     mode = get_mode(args.mode)
     out = run(mode, seed=args.seed, task=args.task, progress=not args.json)
     summary = {k: out["results"][k] for k in SUMMARY_KEYS}

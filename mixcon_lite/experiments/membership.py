@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import membership as mb
-from ..config import get_mode
+from ..config import get_mode, resolve_seed
 from ..data import load_dataset
 from ..models import LeNet5
 from ..train import evaluate, train, train_dp_sgd
@@ -45,10 +45,11 @@ def settings(mode: str | None = None) -> dict:
     return {**common, "n_members": 5000, "probes": 32, "epsilons": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]}
 
 
-def prepare_data(config: dict, seed: int = 0) -> dict:
+def prepare_data(config: dict, seed: int | None = None) -> dict:
     """Members, non-members (same split, disjoint, same size) and a test set, drawn in a seeded order
     from Fashion-MNIST's training split. Returns ``{"x_members", "y_members", "x_nonmembers",
     "y_nonmembers", "x_test", "y_test"}``."""
+    seed = resolve_seed(seed)
     x, y = load_dataset(config["dataset"], "train")
     n, n_test = int(config["n_members"]), int(config["n_test"])
     if 2 * n + n_test > len(x):
@@ -60,8 +61,9 @@ def prepare_data(config: dict, seed: int = 0) -> dict:
             "x_test": x[t], "y_test": y[t]}
 
 
-def train_target(data: dict, config: dict, seed: int = 0, progress: bool | None = None):
+def train_target(data: dict, config: dict, seed: int | None = None, progress: bool | None = None):
     """The overfit target: LeNet-5 trained on the members alone. Returns ``(model, history)``."""
+    seed = resolve_seed(seed)
     torch.manual_seed(int(seed))
     model = LeNet5()
     history = train(model, (data["x_members"], data["y_members"]), epochs=config["epochs"],
@@ -70,10 +72,11 @@ def train_target(data: dict, config: dict, seed: int = 0, progress: bool | None 
     return model, history
 
 
-def train_private(data: dict, config: dict, epsilon: float | None, seed: int = 0,
+def train_private(data: dict, config: dict, epsilon: float | None, seed: int | None = None,
                   progress: bool | None = None):
     """A DP-SGD target at privacy budget ``epsilon`` (``math.inf``: the control, the same clipping,
     batches, learning rate and epochs with no noise). Returns ``(model, history)``."""
+    seed = resolve_seed(seed)
     torch.manual_seed(int(seed))
     model = LeNet5()
     xy = (data["x_members"], data["y_members"])
@@ -83,12 +86,13 @@ def train_private(data: dict, config: dict, epsilon: float | None, seed: int = 0
     return model, history
 
 
-def attack_scores(model, data: dict, config: dict, seed: int = 0, finite_difference: bool = False) -> dict:
+def attack_scores(model, data: dict, config: dict, seed: int | None = None, finite_difference: bool = False) -> dict:
     """Every attack's scores, oriented so that members score higher:
     ``{"curvature": (members [n], non-members [n]), "loss": (...), "combined": (...),
     "label_only": (...)}`` (the baseline: 1 if correctly classified), plus
     ``"curvature_fd"`` (black-box finite differences) when ``finite_difference``. ``combined`` is
     :func:`~mixcon_lite.membership.rank_average` of the curvature and loss scores."""
+    seed = resolve_seed(seed)
     out = {}
     xm, ym, xn, yn = data["x_members"], data["y_members"], data["x_nonmembers"], data["y_nonmembers"]
     n = len(xm)
@@ -121,10 +125,11 @@ def accuracies(model, data: dict) -> dict:
             "test_accuracy": evaluate(model, data["x_test"], data["y_test"])["accuracy"]}
 
 
-def dp_study(data: dict, config: dict, seed: int = 0, progress: bool | None = None) -> list[dict]:
+def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool | None = None) -> list[dict]:
     """One row per DP-SGD budget in ``config["epsilons"]`` and the control (clipping, no noise; ε ∞):
     the ε opacus reports, its noise multiplier, accuracies, each attack's AUC, and the DP ceiling
     :func:`~mixcon_lite.membership.dp_auc_bound` at that (ε, δ)."""
+    seed = resolve_seed(seed)
     rows = []
     budgets = [math.inf] + list(config["epsilons"])
     for eps in progress_bar(budgets, desc="DP-SGD targets", progress=progress):
@@ -139,11 +144,12 @@ def dp_study(data: dict, config: dict, seed: int = 0, progress: bool | None = No
     return rows
 
 
-def run(mode: str | None = None, seed: int = 0, progress: bool | None = None, config: dict | None = None,
+def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None, config: dict | None = None,
         dp: bool = True) -> dict:
     """The whole experiment. Returns ``{"results": {...}, "model", "data", "scores", "history",
     "config", "seconds"}``; ``results`` holds the target's accuracies, ``attacks`` (AUC and TPR at 1 %
     FPR per attack) and, with ``dp``, ``dp`` (the rows of :func:`dp_study`)."""
+    seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
     data = prepare_data(config, seed=seed)
@@ -169,12 +175,14 @@ def _jsonable(obj):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["fast", "full"], default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: $MIXCON_LITE_SEED, else 0")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     parser.add_argument("--out", default=None, help="folder for the full-mode record (default book/results)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         parser.error("--seed must be >= 0")
+    args.seed = resolve_seed(args.seed)
     mode = get_mode(args.mode)
     out = run(mode, seed=args.seed, progress=not args.json)
     results = _jsonable(out["results"])

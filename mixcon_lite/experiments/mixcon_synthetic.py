@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..attacks.features import invert
-from ..config import get_mode
+from ..config import get_mode, get_seed
 from ..data import two_gaussians
 from ..metrics import cosine, mse
 from ..mixcon import DEFAULT_EPS, consistency_loss, mixcon_loss_fn
@@ -69,15 +69,18 @@ SCALINGS = {"squared, sum": {"distance": "squared", "reduction": "sum"},
 def get_settings(mode: str | None = None, seeds=None) -> dict:
     """Every size and hyperparameter of the experiment, resolved once from the mode
     (fast: 3 seeds, the attacks on the default nets only, one seed in the width sweep;
-    full: 10 seeds, every net attacked, three seeds in the sweep). Pass the result down."""
+    full: 10 seeds, every net attacked, three seeds in the sweep). Pass the result down.
+    The default seeds are the course seed and the next ones (``get_seed(0), get_seed(1), ...``,
+    i.e. 0, 1, 2 unless ``MIXCON_LITE_SEED`` is set); the data are drawn from the course seed."""
     mode = get_mode(mode)
     full = mode == "full"
-    seeds = list(range(10 if full else 3)) if seeds is None else [int(s) for s in seeds]
+    seeds = [get_seed(k) for k in range(10 if full else 3)] if seeds is None else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed.")
     return {
         "mode": mode, "seeds": seeds, "forms": list(FORMS), "cut": CUT, "nets": NETS,
-        "data": {"n_train": 800, "n_test": 200, "dim": 10, "separation": 4.0, "flip": 0.1, "seed": 0},
+        "data": {"n_train": 800, "n_test": 200, "dim": 10, "separation": 4.0, "flip": 0.1,
+                 "seed": get_seed()},
         "train": {"epochs": 20, "lr": 0.01, "batch_size": 32},
         "eps": dict(DEFAULT_EPS),
         "attack": {"optimizer": "sgd", "lr": 0.01, "steps": 500, "weight_decay": 1e-4,
@@ -86,7 +89,7 @@ def get_settings(mode: str | None = None, seeds=None) -> dict:
                          "reduction": "sum", "init": "zeros"},
         "attack_nets": list(NETS) if full else ["default"],
         "eps_check": {"eps": 0.01, "form": "raw", "setting": "MixCon (0.1, 0.01)", "net": "default"},
-        "width_sweep": {"widths": [2, 16, 128], "seeds": [0, 1, 2] if full else [0],
+        "width_sweep": {"widths": [2, 16, 128], "seeds": seeds[:3] if full else seeds[:1],
                         "lam": 0.1, "beta": 0.01},
     }
 
@@ -176,12 +179,14 @@ METRICS = ("train", "test", "delta", "delta_S", "median_S", "Delta_S", "at_origi
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Mean and standard deviation over seeds (``key`` and ``key_std``) of every metric present."""
+    """Mean and standard deviation over seeds (``key`` and ``key_std``) of every metric present,
+    and the values per seed (``key_per_seed``, for :mod:`mixcon_lite.stats` comparisons)."""
     row = {}
     for key in METRICS:
         if key in runs[0]:
             vals = np.array([r[key] for r in runs], dtype=float)
             row[key], row[key + "_std"] = float(vals.mean()), float(vals.std())
+            row[key + "_per_seed"] = [float(v) for v in vals]
     return row
 
 

@@ -198,6 +198,28 @@ def test_outputs_carry_no_machine_paths(notebook):
                                            "what it cannot rewrite, print as a relative path and re-execute.")
 
 
+LITERAL_SEED = re.compile(r"(\bseed\s*=\s*\d|manual_seed\(\s*\d|seed_everything\(\s*\d"
+                          r"|default_rng\(\s*\d)")
+
+
+def test_seeds_derive_from_the_course_seed(notebook):
+    """Every seed a chapter passes derives from SEED = mixcon_lite.get_seed(), so that
+    MIXCON_LITE_SEED reruns the whole chapter at another draw; a fixed object the text names is
+    marked with a comment containing 'fixed'."""
+    path, nb = notebook
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        for n, line in enumerate(cell["source"].splitlines(), 1):
+            code, _, comment = line.partition("#")
+            if LITERAL_SEED.search(code) and "fixed" not in comment:
+                problems.append(f"{_where(path, i, cell)} line {n}: literal seed: {line.strip()!r}")
+    _report(problems, "derive it from the course seed (`seed=SEED + k`, `manual_seed(SEED + k)`, "
+                      f"`default_rng(SEED + k)`; see {CONTRIBUTING}, 'Seeds, and claims that hold "
+                      "at any seed'), or mark a fixed object with a '# ... fixed ...' comment.")
+
+
 def test_no_stray_generator_repr(notebook):
     path, nb = notebook
     problems = [f"{_where(path, i, c)}: an output shows '<torch._C.Generator ...>'"

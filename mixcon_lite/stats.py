@@ -71,13 +71,26 @@ def _interval(data: tuple, statistic, paired_: bool, confidence: float, n_resamp
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")        # BCa's degenerate-sample warning: handled below
-            res = _st.bootstrap(data, statistic, n_resamples=n_resamples, paired=paired_,
-                                vectorized=True, confidence_level=confidence, method=method,
-                                rng=np.random.default_rng(seed))
+            try:
+                res = _bootstrap(data, statistic, seed, n_resamples=n_resamples, paired=paired_,
+                                 vectorized=True, confidence_level=confidence, method=method)
+            except ValueError:                     # an older scipy without multi-sample BCa
+                if method == "percentile":
+                    raise
+                continue
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             return low, high
     raise RuntimeError("the bootstrap interval could not be computed")  # pragma: no cover
+
+
+def _bootstrap(data, statistic, seed: int, **kw):
+    """scipy.stats.bootstrap with a seeded generator (``rng`` from scipy 1.15, before that
+    ``random_state``)."""
+    try:
+        return _st.bootstrap(data, statistic, rng=np.random.default_rng(seed), **kw)
+    except TypeError:                                   # scipy < 1.15
+        return _st.bootstrap(data, statistic, random_state=np.random.default_rng(seed), **kw)
 
 
 def _mean_diff(a, b, axis=-1):
@@ -262,9 +275,8 @@ def _auc_bootstrap(groups_m: np.ndarray, groups_n: np.ndarray, combine, confiden
     idx = (np.arange(groups_m.shape[-1]), np.arange(groups_n.shape[-1]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = _st.bootstrap(idx, statistic, n_resamples=n_resamples, vectorized=True,
-                            confidence_level=confidence, method="percentile",
-                            rng=np.random.default_rng(seed))
+        res = _bootstrap(idx, statistic, seed, n_resamples=n_resamples, vectorized=True,
+                         confidence_level=confidence, method="percentile")
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

@@ -113,16 +113,21 @@ def test_executed_top_to_bottom(notebook):
 
 # ------------------------------------------------------------------------------------ source --
 
+def _code_lines(nb: dict):
+    """``(cell index, cell, line number, line)`` for every line of every code cell."""
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            for n, line in enumerate(cell["source"].splitlines(), 1):
+                yield i, cell, n, line
+
+
 def test_code_lines_fit(notebook):
     path, nb = notebook
     problems = []
-    for i, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        for n, line in enumerate(cell["source"].splitlines(), 1):
-            if len(line) > MAX_LINE:
-                problems.append(f"{_where(path, i, cell)} line {n}: {len(line)} characters > {MAX_LINE}: "
-                                f"{line[:60]!r}...")
+    for i, cell, n, line in _code_lines(nb):
+        if len(line) > MAX_LINE:
+            problems.append(f"{_where(path, i, cell)} line {n}: {len(line)} characters > {MAX_LINE}: "
+                            f"{line[:60]!r}...")
     _report(problems, f"wrap code lines at {MAX_LINE} characters (the book shows them "
                                            "without a scroll bar).")
 
@@ -208,13 +213,10 @@ def test_seeds_derive_from_the_course_seed(notebook):
     marked with a comment containing 'fixed'."""
     path, nb = notebook
     problems = []
-    for i, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        for n, line in enumerate(cell["source"].splitlines(), 1):
-            code, _, comment = line.partition("#")
-            if LITERAL_SEED.search(code) and "fixed" not in comment:
-                problems.append(f"{_where(path, i, cell)} line {n}: literal seed: {line.strip()!r}")
+    for i, cell, n, line in _code_lines(nb):
+        code, _, comment = line.partition("#")
+        if LITERAL_SEED.search(code) and "fixed" not in comment:
+            problems.append(f"{_where(path, i, cell)} line {n}: literal seed: {line.strip()!r}")
     _report(problems, "derive it from the course seed (`seed=SEED + k`, `manual_seed(SEED + k)`, "
                       f"`default_rng(SEED + k)`; see {CONTRIBUTING}, 'Seeds, and claims that hold "
                       "at any seed'), or mark a fixed object with a '# ... fixed ...' comment.")

@@ -69,6 +69,45 @@ def ssim(x, y) -> np.ndarray:
                      for ai, bi in zip(a, b)])
 
 
+def ssim_matrix(x, y, chunk: int = 4096) -> np.ndarray:
+    """SSIM of every image of ``x`` ``[N, C, H, W]`` to every image of ``y`` ``[M, C, H, W]``: a matrix
+    ``[N, M]``, the numbers :func:`ssim` gives pair by pair (the same Gaussian window, constants and
+    channel mean), computed for all pairs at once with ``scipy.ndimage.gaussian_filter`` as
+    scikit-image does. Both in [0, 1]; ``chunk`` bounds how many pairs are filtered at a time."""
+    from scipy.ndimage import gaussian_filter
+
+    a, _ = _as_pair(x, x, "ssim_matrix", images=True)
+    b, _ = _as_pair(y, y, "ssim_matrix", images=True)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"ssim_matrix: x {a.shape[1:]} and y {b.shape[1:]} must have the same image shape.")
+    if min(a.shape[2:]) < 11:
+        raise ValueError(f"ssim_matrix: images must be at least 11x11 pixels (the Gaussian SSIM window), "
+                         f"got {a.shape[2:]}.")
+    dtype = np.result_type(a.dtype, b.dtype, np.float32)
+    a, b = a.astype(dtype), b.astype(dtype)
+    sigma, truncate, pad = (0, 0, 1.5, 1.5), 3.5, 5    # skimage: window 2 * int(3.5 * 1.5 + 0.5) + 1 = 11
+
+    def blur(t):
+        return gaussian_filter(t, sigma=sigma, truncate=truncate)
+
+    ua, ub, vaa, vbb = blur(a), blur(b), blur(a * a), blur(b * b)
+    vaa, vbb = vaa - ua * ua, vbb - ub * ub
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    n, m = len(a), len(b)
+    out = np.empty((n, m))
+    rows = max(1, chunk // m)
+    for i in range(0, n, rows):
+        sl = slice(i, min(n, i + rows))
+        uab = blur((a[sl, None] * b[None]).reshape(-1, *a.shape[1:]))
+        uab = uab.reshape(-1, m, *a.shape[1:])
+        mu = ua[sl, None] * ub[None]
+        vab = uab - mu
+        s = ((2 * mu + c1) * (2 * vab + c2)) / ((ua[sl, None] ** 2 + ub[None] ** 2 + c1)
+                                                 * (vaa[sl, None] + vbb[None] + c2))
+        out[sl] = s[..., pad:-pad, pad:-pad].mean(axis=(-2, -1), dtype=np.float64).mean(-1)
+    return out
+
+
 def normalized_ssim(x, y) -> np.ndarray:
     """SSIM rescaled to [0, 1] as ``(ssim + 1) / 2``, the convention of the MixCon paper's tables."""
     return (ssim(x, y) + 1.0) / 2.0

@@ -134,20 +134,26 @@ class MLP(SplitNet):
 
     ``MLP(10, [100, 100, 100], 2)`` is the MixCon paper's 4-layer FC net on the synthetic task
     (three hidden layers and the output layer); its second layer is cut ``"fc2"``.
+
+    ``bias``: ``True`` (every layer), ``False`` (none) or ``"first"`` (only ``fc1``, as the network of
+    Haim et al. in chapter 08, which stays homogeneous in its parameters).
     """
 
     def __init__(self, in_dim: int, widths, num_classes: int = 2, activation: str = "relu",
-                 bias: bool = True):
+                 bias: bool | str = True):
         widths = list(widths)
         if in_dim < 1 or num_classes < 1 or not widths or any(int(w) < 1 for w in widths):
             raise ValueError(f"Need in_dim >= 1, num_classes >= 1 and positive widths; got "
                              f"in_dim={in_dim}, widths={widths}, num_classes={num_classes}.")
+        if bias not in (True, False, "first"):
+            raise ValueError(f"bias must be True, False or 'first', got {bias!r}.")
         blocks = OrderedDict()
         prev = int(in_dim)
         for i, w in enumerate(widths, start=1):
-            blocks[f"fc{i}"] = nn.Sequential(nn.Linear(prev, int(w), bias=bias), _activation(activation))
+            has_bias = bias is True or (bias == "first" and i == 1)
+            blocks[f"fc{i}"] = nn.Sequential(nn.Linear(prev, int(w), bias=has_bias), _activation(activation))
             prev = int(w)
-        blocks["logits"] = nn.Linear(prev, num_classes, bias=bias)
+        blocks["logits"] = nn.Linear(prev, num_classes, bias=bias is True)
         super().__init__(blocks, (int(in_dim),))
 
 

@@ -120,7 +120,7 @@ def train(model: torch.nn.Module, train_data, epochs: int = 1, lr: float = 0.01,
 
 def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, steps: int = 1000,
                  lr: float = 0.01, normalized: bool = False, weight_decay: float = 0.0,
-                 log_every: int = 10, progress: bool | None = None) -> dict:
+                 log_every: int = 10, progress: bool | None = None, snapshot_steps=None) -> dict:
     """Full-batch gradient descent on the logistic loss with labels ±1 (chapter 08's victim).
 
     Minimises :math:`\\frac1N\\sum_i \\log(1 + e^{-y_i \\Phi(x_i)})` for a model with one output
@@ -131,7 +131,9 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
 
     Returns a history every ``log_every`` steps: ``step``, ``loss``, ``margin``
     (:math:`\\min_i y_i\\Phi(x_i)`, positive once every sample is classified right), ``train_error``
-    and ``param_norm`` (:math:`\\lVert\\theta\\rVert`).
+    and ``param_norm`` (:math:`\\lVert\\theta\\rVert`). ``snapshot_steps`` (step numbers; ``steps``
+    means after the last step) adds ``snapshots``: a list of ``(step, [parameter copies])``, for
+    following the direction of :math:`\\theta` over training.
     """
     if not torch.is_tensor(x) or not torch.is_tensor(y_pm1) or x.ndim < 2 or len(x) != len(y_pm1.reshape(-1)):
         raise ValueError("train_margin needs tensors x [N, ...] and y_pm1 [N] with the same N.")
@@ -144,6 +146,16 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
         raise ValueError(f"lr must be positive and weight_decay >= 0, got {lr!r}, {weight_decay!r}.")
     params = [p for p in model.parameters() if p.requires_grad]
     history = {"step": [], "loss": [], "margin": [], "train_error": [], "param_norm": []}
+    snap_at = sorted({int(t) for t in snapshot_steps}) if snapshot_steps is not None else []
+    if any(t < 0 or t > steps for t in snap_at):
+        raise ValueError(f"snapshot_steps must lie in [0, steps={steps}], got {snap_at}.")
+    if snapshot_steps is not None:
+        history["snapshots"] = []
+
+    def snapshot(t):
+        if t in snap_at:
+            history["snapshots"].append((t, [p.detach().clone() for p in params]))
+
     model.train()
     bar = progress_bar(total=steps, desc="training (full batch)", progress=progress)
     for step in range(steps):
@@ -164,7 +176,8 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
                 history["margin"].append(float(margins.min()))
                 history["train_error"].append(float((margins <= 0).float().mean()))
                 history["param_norm"].append(float(torch.sqrt(sum((p ** 2).sum() for p in params))))
-            bar.set_postfix(loss=f"{loss.item():.2e}")
+                bar.set_postfix(loss=f"{loss.item():.2e}")
+        snapshot(step)
         total = loss
         if weight_decay > 0:
             total = total + 0.5 * weight_decay * sum((p ** 2).sum() for p in params)
@@ -174,6 +187,7 @@ def train_margin(model: torch.nn.Module, x: torch.Tensor, y_pm1: torch.Tensor, s
             for p, g in zip(params, grads):
                 p.sub_(scale * g)
         bar.update(1)
+    snapshot(steps)
     bar.close()
     model.eval()
     return history

@@ -13,8 +13,12 @@ TINY = {"mode": "fast", "n_train": 6, "width": 16, "init_scale": 0.5, "train_ste
 
 
 def test_settings_are_the_documented_sizes():
-    fast, full = kkt.settings("fast"), kkt.settings("full")
+    fast, full, cpu = kkt.settings("fast"), kkt.settings("full"), kkt.settings("full", scale="cpu")
     assert fast["n_candidates"] == 2 * fast["n_train"] and full["n_train"] == 500 and full["width"] == 1000
+    assert cpu["n_candidates"] == 2 * cpu["n_train"] and fast["n_train"] < cpu["n_train"] < full["n_train"]
+    assert fast["bias"] == full["bias"] == "first"
+    with pytest.raises(ValueError, match="scale"):
+        kkt.settings("full", scale="gpu")
     with pytest.raises(ValueError, match="mode"):
         kkt.settings("medium")
 
@@ -42,7 +46,17 @@ def test_run_tiny_returns_every_number(data_dir, monkeypatch, capsys):
     assert 0 <= res["kkt_residual"] <= 1 and 0 <= res["kkt_residual_control"] <= 1
     assert out["images"].shape == (8, 1, 28, 28) and out["images"].min() >= 0 and out["images"].max() <= 1
     assert out["history"]["train_error"][-1] == 0
-    monkeypatch.setattr(kkt, "settings", lambda mode=None: dict(TINY))
+    assert res["n_recovered"] == res["n_recovered_distinct"] <= 6
+    for key in ("authors_n_recovered_distinct", "naive_n_recovered_distinct", "n_control_recovered"):
+        assert 0 <= res[key] <= 6
+    # one to one: no candidate is credited to two training images
+    idx = [i for i in res["best_candidate"] if i >= 0]
+    assert len(idx) == len(set(idx)) == 6
+    reg = out["regime"]
+    assert len(reg["step"]) == len(reg["cosine"]) == len(reg["residual"]) >= 5
+    assert abs(reg["cosine"][-1] - 1) < 1e-5 and reg["normalised_margin"][-1] > 0
+    assert set(out["others"]) == {"authors", "naive"}
+    monkeypatch.setattr(kkt, "settings", lambda mode=None, scale="paper": dict(TINY))
     kkt.main(["--mode", "fast", "--seed", "2", "--json"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sorted(printed) == sorted(kkt.SUMMARY_KEYS)

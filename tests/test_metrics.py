@@ -109,3 +109,20 @@ def test_lpips_plumbing_with_a_stand_in_backbone(monkeypatch, tmp_path):
     d_diff = metrics.lpips_distance(x, torch.rand(2, 1, 32, 32))
     assert d_same.shape == (2,) and np.allclose(d_same, 0.0, atol=1e-6)
     assert np.all(d_diff > 0)
+
+
+def test_ssim_matrix_equals_pairwise_ssim():
+    from mixcon_lite.metrics import ssim, ssim_matrix
+
+    g = torch.Generator().manual_seed(3)
+    for shape in ((1, 28, 28), (3, 16, 20)):
+        a, b = torch.rand(6, *shape, generator=g), 0.5 * torch.rand(4, *shape, generator=g)
+        b[1] = a[2]
+        got = ssim_matrix(a, b, chunk=5)     # several chunks
+        want = ssim(a.repeat_interleave(4, 0), b.repeat(6, 1, 1, 1)).reshape(6, 4)
+        assert got.shape == (6, 4) and np.allclose(got, want, atol=1e-6)
+        assert np.isclose(got[2, 1], 1.0)
+    with pytest.raises(ValueError, match="same image shape"):
+        ssim_matrix(torch.rand(2, 1, 12, 12), torch.rand(2, 1, 13, 12))
+    with pytest.raises(ValueError, match="11x11"):
+        ssim_matrix(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))

@@ -134,3 +134,74 @@ def test_per_pixel_box():
         reconstruct(net, (2,), 2, 5, box=(torch.zeros(3), torch.ones(3)))
     with pytest.raises(ValueError, match="lo < hi everywhere"):
         reconstruct(net, (2,), 2, 5, box=(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])))
+
+
+def test_first_layer_bias_is_homogeneous_and_supported():
+    torch.manual_seed(0)
+    net = MLP(5, [6, 4], 1, bias="first")
+    x = torch.randn(7, 5)
+    lin = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    w = homogeneous_weights(net)
+    assert w[0].shape == (6, 6) and torch.equal(w[0][:, -1], lin[0].bias)
+    with torch.no_grad():   # homogeneous of degree 3 in (W1, b1, W2, W3)
+        scaled = MLP(5, [6, 4], 1, bias="first")
+        scaled.load_state_dict({k: 2 * v for k, v in net.state_dict().items()})
+        assert torch.allclose(scaled(x), 8 * net(x), atol=1e-5)
+    # per-sample gradients equal autograd's, with the bias folded in as the last column of layer 1
+    rows = []
+    for xi in x:
+        net.zero_grad()
+        net(xi[None])[0, 0].backward()
+        first = torch.cat([lin[0].weight.grad, lin[0].bias.grad[:, None]], 1)
+        rows.append(torch.cat([first.flatten(), lin[1].weight.grad.flatten(), lin[2].weight.grad.flatten()]))
+    assert torch.allclose(per_sample_gradients(net, x), torch.stack(rows), atol=1e-5)
+    # Euler's identity holds with the bias: <theta, grad Phi> = L Phi
+    theta = torch.cat([v.flatten() for v in homogeneous_weights(net)]).detach()
+    assert torch.allclose(per_sample_gradients(net, x) @ theta, 3 * net(x)[:, 0].detach(), atol=1e-5)
+    res, lam = kkt_residual(net, x, torch.tensor([1.0, -1, 1, -1, 1, -1, 1]))
+    assert 0 <= res <= 1 and lam.shape == (7,)
+    out = reconstruct(net, (5,), 4, 3, progress=False)
+    assert out.reconstruction.shape == (4, 5)
+    with pytest.raises(ValueError, match="first layer only"):
+        homogeneous_weights(MLP(5, [6, 4], 1, bias=True))
+
+
+def test_naive_and_sgd_variants_and_bad_names():
+    torch.manual_seed(0)
+    mlp = MLP(3, [8], 1, bias=False)
+    naive = reconstruct(mlp, (3,), 6, 200, objective="naive", lr=0.05, init_scale=0.5, box=(-1, 1),
+                        progress=False)
+    # the naive control pushes the +1 candidates' output up and the -1 candidates' down
+    with torch.no_grad():
+        out = mlp(naive.reconstruction)[:, 0]
+        start = mlp(0.5 * torch.randn(6, 3, generator=torch.Generator().manual_seed(0)))[:, 0]
+    gap = out[naive.labels == 1].mean() - out[naive.labels == 0].mean()
+    assert gap > 0 and gap > start[3:].mean() - start[:3].mean()
+    net, _, _ = exact_kkt_net()
+    sgd = reconstruct(net, (2,), 2, 300, optimizer="sgd", lr=0.05, lam_lr=0.05, init_scale=0.1, box=(-3, 3),
+                      labels=torch.tensor([1.0, -1.0]), normalize=False, progress=False)
+    assert sgd.history["residual"][-1] < sgd.history["residual"][0]
+    assert sgd.extras["settings"]["optimizer"] == "sgd" and not sgd.extras["settings"]["normalize"]
+    with pytest.raises(ValueError, match="objective"):
+        reconstruct(net, (2,), 2, 2, objective="margin")
+    with pytest.raises(ValueError, match="optimizer"):
+        reconstruct(net, (2,), 2, 2, optimizer="lbfgs")
+
+
+def test_distinct_matching_credits_a_candidate_once():
+    from mixcon_lite.attacks.weights import assign
+
+    g = torch.Generator().manual_seed(1)
+    train = torch.rand(3, 1, 12, 12, generator=g)
+    # one candidate equals image 0 and is also the nearest candidate of the blurry images 1 and 2
+    blur = train.mean(0, keepdim=True)
+    cands = torch.cat([blur, train[:1], torch.rand(3, 1, 12, 12, generator=g)])
+    near, near_idx = match(cands, train)
+    s, idx = match(cands, train, distinct=True)
+    assert len(set(idx.tolist())) == 3 and idx[0] == 1 and np.isclose(s[0], 1.0)
+    assert s.sum() <= near.sum() + 1e-12
+    scores, index = assign(np.array([[0.9, 0.8], [0.85, 0.1], [0.7, 0.6]]))
+    assert index.tolist().count(-1) == 1 and set(index.tolist()) == {0, 1, -1}
+    assert np.isinf(scores[index == -1]).all()
+    with pytest.raises(ValueError, match="non-empty matrix"):
+        assign(np.zeros((0, 3)))

@@ -33,27 +33,27 @@ from .result import AttackResult
 _CONTAINERS = (nn.Sequential, nn.ModuleDict, nn.ModuleList)
 
 
-def homogeneous_weights(model: nn.Module) -> list[torch.Tensor]:
-    """The weight matrices ``[W_1, ..., W_L]`` of a bias-free ReLU MLP with one output.
-
-    Such a network :math:`\\Phi(x) = W_L\\,\\sigma(W_{L-1}\\cdots\\sigma(W_1 x))` is positively
-    homogeneous of degree ``L`` in its parameters, which the KKT analysis needs. Raises
-    ``ValueError`` naming the problem for a layer with a bias, an activation other than ReLU, any
-    other kind of layer, or more than one output.
-    """
+def _parts(model: nn.Module) -> tuple[list[torch.Tensor], bool]:
+    """``(weights, first_bias)``: the weight matrices of a homogeneous ReLU MLP with one output, the
+    first one with its bias folded in as a last column when the first layer has one."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    weights, previous = [], None
+    weights, previous, first_bias = [], None, False
     for name, module in model.named_modules():
         if isinstance(module, _CONTAINERS) or module is model:
             continue
         if isinstance(module, nn.Linear):
-            if module.bias is not None:
-                raise ValueError(f"Layer {name!r} has a bias: the KKT attack needs a homogeneous network; "
-                                 "build it with bias=False (e.g. MLP(d, widths, 1, bias=False)).")
             if previous == "linear":
                 raise ValueError(f"Layer {name!r} follows another linear layer without a ReLU between them.")
-            weights.append(module.weight)
+            if module.bias is not None and weights:
+                raise ValueError(f"Layer {name!r} has a bias: the KKT attack needs a network homogeneous in "
+                                 "its parameters, which allows a bias on the first layer only; build it with "
+                                 "bias='first' or bias=False (e.g. MLP(d, widths, 1, bias='first')).")
+            if module.bias is not None:
+                first_bias = True
+                weights.append(torch.cat([module.weight, module.bias[:, None]], 1))
+            else:
+                weights.append(module.weight)
             previous = "linear"
         elif isinstance(module, nn.ReLU):
             previous = "relu"
@@ -61,13 +61,36 @@ def homogeneous_weights(model: nn.Module) -> list[torch.Tensor]:
             continue
         else:
             raise ValueError(f"Layer {name!r} is a {type(module).__name__}: the KKT attack needs a homogeneous "
-                             "network made of bias-free nn.Linear layers and ReLU activations only.")
+                             "network made of nn.Linear layers (a bias on the first one only) and ReLU "
+                             "activations.")
     if not weights:
         raise ValueError("model has no nn.Linear layer.")
     if weights[-1].shape[0] != 1:
         raise ValueError(f"The KKT attack needs one output (binary classification with labels ±1); the last "
                          f"layer has {weights[-1].shape[0]} outputs. Build the model with num_classes=1.")
-    return weights
+    return weights, first_bias
+
+
+def homogeneous_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices ``[W_1, ..., W_L]`` of a ReLU MLP with one output, homogeneous in its
+    parameters.
+
+    Such a network :math:`\Phi(x) = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 x + b_1))` is positively
+    homogeneous of degree ``L`` in its parameters :math:`\theta = (W_1, b_1, W_2, \dots, W_L)`, which
+    the KKT analysis needs. A bias on the *first* layer keeps that property (scaling every parameter
+    by ``c`` scales the first pre-activation by ``c``) and is what Haim et al.'s network has; it is
+    returned folded into the first matrix, ``[W_1 | b_1]``, which acts on the input with a constant 1
+    appended. A bias on any later layer adds terms of a lower degree and is rejected. Raises
+    ``ValueError`` naming the problem for such a bias, an activation other than ReLU, any other kind
+    of layer, or more than one output.
+    """
+    return _parts(model)[0]
+
+
+def input_dim(model: nn.Module) -> int:
+    """The number of input entries of a network accepted by :func:`homogeneous_weights`."""
+    weights, bias = _parts(model)
+    return weights[0].shape[1] - int(bias)
 
 
 def check_pm1(y, n: int | None = None) -> torch.Tensor:
@@ -84,12 +107,24 @@ def check_pm1(y, n: int | None = None) -> torch.Tensor:
     return y
 
 
-def _flat(x: torch.Tensor, weights) -> torch.Tensor:
-    d = weights[0].shape[1]
+def _flat(x: torch.Tensor, d: int) -> torch.Tensor:
     if not torch.is_tensor(x) or x.ndim < 2 or x[0].numel() != d:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"Expected a batch [N, ...] of inputs with {d} entries each, got {got}.")
     return x.reshape(len(x), d)
+
+
+def _inputs(model: nn.Module, x: torch.Tensor, dtype=None):
+    """``(weights, x_in)``: detached weights and ``x`` flattened, a constant 1 appended when the first
+    layer has a bias."""
+    weights, bias = _parts(model)
+    weights = [w.detach() if dtype is None else w.detach().to(dtype) for w in weights]
+    x = _flat(x, weights[0].shape[1] - int(bias)).detach().to(weights[0].dtype)
+    return weights, _append_one(x, bias)
+
+
+def _append_one(x: torch.Tensor, bias: bool) -> torch.Tensor:
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], 1) if bias else x
 
 
 def _derivative(a: torch.Tensor, alpha: float | None) -> torch.Tensor:
@@ -133,10 +168,11 @@ def combined_gradient(weights, x: torch.Tensor, coef: torch.Tensor, alpha: float
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The matrix ``[N, P]`` whose row ``i`` is :math:`\\nabla_\\theta\\Phi(\\theta;x_i)` (all weight
-    matrices flattened in order). Meant for small nets (tests, the 2-D toy)."""
-    weights = [w.detach() for w in homogeneous_weights(model)]
-    x = _flat(x, weights).to(weights[0].dtype)
+    """The matrix ``[N, P]`` whose row ``i`` is :math:`\\nabla_\\theta\\Phi(\\theta;x_i)`: the gradients
+    of the matrices of :func:`homogeneous_weights` flattened in order (with a first-layer bias, the
+    first is ``[W_1 | b_1]``, so its columns interleave differently from ``model.parameters()``).
+    Meant for small nets (tests, the 2-D toy)."""
+    weights, x = _inputs(model, x)
     _, inputs, deltas = backprop_parts(weights, x)
     return torch.cat([(d[:, :, None] * h[:, None, :]).flatten(1) for d, h in zip(deltas, inputs)], 1)
 
@@ -154,8 +190,7 @@ def kkt_residual(model: nn.Module, x: torch.Tensor, y_pm1) -> tuple[float, np.nd
     and :math:`(A^\\top\\theta)_i = y_i \\sum_l \\delta_{l,i}^\\top W_l h_{l-1,i}`, and the NNLS problem
     is solved on a square root of the Gram matrix (same minimiser), in float64.
     """
-    weights = [w.detach().double() for w in homogeneous_weights(model)]
-    x = _flat(x, weights).detach().double()
+    weights, x = _inputs(model, x, torch.float64)
     y = check_pm1(y_pm1, len(x)).to(x.device)
     _, inputs, deltas = backprop_parts(weights, x)
     gram = sum((d @ d.T) * (h @ h.T) for d, h in zip(deltas, inputs))
@@ -174,36 +209,50 @@ def kkt_residual(model: nn.Module, x: torch.Tensor, y_pm1) -> tuple[float, np.nd
     return float(np.sqrt(res_sq / theta_sq)), lam
 
 
+OBJECTIVES = ("kkt", "naive")
+OPTIMIZERS = ("adam", "sgd")
+
+
 def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: int = 2000, seed: int | None = None,
                 lr: float = 0.01, lam_lr: float = 0.01, lam_min: float = 0.5, relu_alpha: float | None = 20.0,
                 box=(-1.0, 1.0), init_scale: float = 0.01, prior_weight: float = 5.0, lam_weight: float = 5.0,
-                labels=None, progress: bool | None = None, log_every: int = 20) -> AttackResult:
+                labels=None, objective: str = "kkt", optimizer: str = "adam", momentum: float = 0.9,
+                normalize: bool = True, progress: bool | None = None, log_every: int = 20) -> AttackResult:
     r"""The KKT reconstruction attack of Haim et al.: candidates that make the weights stationary.
 
     Minimises over candidates :math:`\hat x_1..\hat x_m` and multipliers :math:`\lambda_1..\lambda_m`
 
     .. math:: \Big\lVert \tfrac{\theta}{\lVert\theta\rVert} - \sum_j \lambda_j y_j
               \nabla_\theta\Phi\big(\tfrac{\theta}{\lVert\theta\rVert}; \hat x_j\big)\Big\rVert^2
-              + w_\lambda \sum_j \max(\lambda_{\min} - \lambda_j, 0)^2
-              + w_{\mathrm{prior}} \sum_j \lVert \max(\hat x_j - \mathrm{hi}, 0)\rVert^2
+              + c_\lambda \sum_j \max(\lambda_{\min} - \lambda_j, 0)^2
+              + c_{\mathrm{prior}} \sum_j \lVert \max(\hat x_j - \mathrm{hi}, 0)\rVert^2
               + \lVert\max(\mathrm{lo} - \hat x_j, 0)\rVert^2
 
-    jointly with Adam (the paper uses SGD with momentum). The network is first scaled to unit norm
-    (the stationarity condition only fixes the direction of :math:`\theta`; the scale goes into λ) and
-    λ is measured in units of :math:`1/m`, as in the paper's code.
+    jointly, with Adam (``optimizer="adam"``, ours) or SGD with momentum (``"sgd"``, the paper's code).
+    The network is first scaled to unit norm (``normalize=True``, ours: the stationarity condition
+    only fixes the direction of :math:`\theta`; the scale goes into λ, and learning rates stop
+    depending on how long the model was trained; the paper's code uses the weights as they are) and λ
+    is measured in units of :math:`1/m`, as in the paper's code. ``objective="naive"`` is the paper's non-KKT control: it maximises the candidates' margin,
+    :math:`-(\overline{\Phi(\hat x_j)}_{y_j=+1} - \overline{\Phi(\hat x_j)}_{y_j=-1})`, plus the same
+    pixel prior and no λ.
 
     Parameters
     ----------
-    model : a bias-free ReLU MLP with one output (see :func:`homogeneous_weights`).
+    model : a ReLU MLP with one output, homogeneous in its parameters (see :func:`homogeneous_weights`;
+        a first-layer bias is allowed).
     input_shape : shape of one input without the batch axis, e.g. ``(1, 28, 28)``.
     n_candidates : m, the number of candidates (half get label -1, half +1, unless ``labels``).
-    steps, lr, lam_lr : Adam steps and learning rates for the candidates and for λ.
+    steps, lr, lam_lr : optimiser steps and learning rates for the candidates and for λ.
     lam_min : the lower bound :math:`\lambda_{\min}` that keeps every candidate in the sum.
     relu_alpha : softened ReLU derivative ``sigmoid(alpha * a)`` in the backward pass; ``None`` = exact.
     box : ``(lo, hi)`` the pixel range of the prior (inputs as the model sees them): two numbers, or two
         tensors of ``input_shape`` (e.g. the range [0, 1] shifted by a known mean image).
     init_scale : candidates start as ``init_scale * N(0, 1)``; λ starts uniform in [0, 1].
+    prior_weight, lam_weight : :math:`c_{\mathrm{prior}}` and :math:`c_\lambda`.
     labels : optional ±1 labels of the candidates.
+    objective : ``"kkt"`` (the attack) or ``"naive"`` (the margin-maximising control).
+    optimizer, momentum : ``"adam"`` or ``"sgd"`` (with ``momentum``, as the paper's code).
+    normalize : scale the weights to unit norm first (ours) or use them as they are (the paper's code).
 
     Returns an :class:`AttackResult`: ``reconstruction [m, *input_shape]``, ``labels`` (0 for -1,
     1 for +1), ``loss`` per candidate (its prior violation; the stationarity term is shared),
@@ -211,12 +260,19 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
     ``extras['lam']``.
     """
     seed = resolve_seed(seed)
-    weights0 = [w.detach() for w in homogeneous_weights(model)]
+    weights0, first_bias = _parts(model)
+    weights0 = [w.detach() for w in weights0]
     m = positive_int(n_candidates, "n_candidates", minimum=2)
     steps = positive_int(steps, "steps")
     log_every = positive_int(log_every, "log_every")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}.")
+    if not 0 <= float(momentum) < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
     shape = tuple(int(s) for s in input_shape)
-    d = weights0[0].shape[1]
+    d = weights0[0].shape[1] - int(first_bias)
     if int(np.prod(shape)) != d:
         raise ValueError(f"input_shape {shape} has {int(np.prod(shape))} entries but the model expects {d}.")
     try:
@@ -239,20 +295,34 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
         y = check_pm1(labels, m).float()
     start = time.perf_counter()
     norm = torch.sqrt(sum((w.float() ** 2).sum() for w in weights0))
-    weights = [(w.float() / norm) for w in weights0]  # unit norm: a direction
+    weights = [(w.float() / norm) if normalize else w.float() for w in weights0]  # unit norm: a direction
+    theta_norm = 1.0 if normalize else float(norm)
     g = torch.Generator().manual_seed(int(seed))
     x = (init_scale * torch.randn(m, d, generator=g)).requires_grad_(True)
     lam = torch.rand(m, generator=g).requires_grad_(True)
-    opt = torch.optim.Adam([{"params": [x], "lr": lr}, {"params": [lam], "lr": lam_lr}])
+    groups = [{"params": [x], "lr": lr}, {"params": [lam], "lr": lam_lr}]
+    opt = (torch.optim.Adam(groups) if optimizer == "adam"
+           else torch.optim.SGD(groups, momentum=float(momentum)))
     history = {"step": [], "loss": [], "stationarity": [], "residual": []}
     alpha = None if relu_alpha is None else float(relu_alpha)
     bar = progress_bar(total=steps, desc="reconstructing", progress=progress)
     for step in range(steps):
-        combo = combined_gradient(weights, x, lam * y / m, alpha)
-        stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
-        lam_pen = (torch.relu(lam_min - lam) ** 2).sum()
+        x_in = _append_one(x, first_bias)
+        if objective == "kkt":
+            combo = combined_gradient(weights, x_in, lam * y / m, alpha)
+            stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
+            lam_pen = (torch.relu(lam_min - lam) ** 2).sum()
+        else:
+            with torch.no_grad():
+                combo = combined_gradient(weights, x_in.detach(), lam.detach() * y / m, alpha)
+                stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
+            out = _forward(weights, x_in)
+            lam_pen = -(out[y > 0].mean() - out[y < 0].mean())  # the margin term, in lam_pen's slot
         prior = ((torch.relu(x - hi) ** 2) + (torch.relu(lo - x) ** 2)).sum(1)
-        loss = stat + lam_weight * lam_pen + prior_weight * prior.sum()
+        if objective == "kkt":
+            loss = stat + lam_weight * lam_pen + prior_weight * prior.sum()
+        else:
+            loss = lam_pen + prior_weight * prior.sum()
         if not torch.isfinite(loss):
             bar.close()
             raise FloatingPointError(f"The reconstruction diverged at step {step}; lower lr (now {lr}).")
@@ -263,7 +333,7 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
             history["step"].append(step)
             history["loss"].append(loss.item())
             history["stationarity"].append(stat.item())
-            history["residual"].append(stat.item() ** 0.5)  # ||theta|| = 1
+            history["residual"].append(stat.item() ** 0.5 / theta_norm)
             bar.set_postfix(stationarity=f"{stat.item():.3g}")
         bar.update(1)
     bar.close()
@@ -274,28 +344,71 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
                         extras={"lam": lam.detach().clone(), "settings": {
                             "n_candidates": m, "steps": steps, "lr": lr, "lam_lr": lam_lr, "lam_min": lam_min,
                             "relu_alpha": relu_alpha, "init_scale": init_scale,
-                            "prior_weight": prior_weight, "lam_weight": lam_weight, "seed": int(seed)}})
+                            "prior_weight": prior_weight, "lam_weight": lam_weight, "objective": objective,
+                            "optimizer": optimizer, "momentum": momentum, "normalize": bool(normalize),
+                            "seed": int(seed)}})
 
 
-def match(candidates: torch.Tensor, x_train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """For every training image, its best candidate by SSIM (:func:`mixcon_lite.metrics.ssim`).
+def _forward(weights, x: torch.Tensor) -> torch.Tensor:
+    h = x
+    for i, w in enumerate(weights):
+        h = h @ w.T
+        if i < len(weights) - 1:
+            h = torch.relu(h)
+    return h[:, 0]
 
-    Both are image batches ``[N, C, H, W]`` in [0, 1] (map the attack's output back to pixel range
-    first; candidates are clamped to [0, 1] here), at least 11x11. Returns ``(ssim, index)``: the SSIM
-    of each training image to its best candidate (raw, in [-1, 1]) and that candidate's index.
-    """
-    from ..metrics import ssim
 
-    for name, t in (("candidates", candidates), ("x_train", x_train)):
+def _check_images(**named):
+    for name, t in named.items():
         if not torch.is_tensor(t) or t.ndim != 4 or len(t) == 0:
             got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
             raise ValueError(f"{name} must be images [N, C, H, W] with N >= 1, got {got}.")
+
+
+def ssim_matrix(candidates: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """SSIM (:func:`mixcon_lite.metrics.ssim_matrix`, raw, in [-1, 1]) of every image to every
+    candidate: a NumPy matrix ``[len(images), len(candidates)]``. Both are batches ``[N, C, H, W]`` in
+    [0, 1] (candidates are clamped to [0, 1]), at least 11x11."""
+    from ..metrics import ssim_matrix as cross
+
+    _check_images(candidates=candidates, images=images)
+    if candidates.shape[1:] != images.shape[1:]:
+        raise ValueError(f"candidates {tuple(candidates.shape[1:])} and images {tuple(images.shape[1:])} "
+                         "must have the same image shape.")
+    return cross(images.detach().float(), candidates.detach().float().clamp(0, 1))
+
+
+def assign(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A one-to-one matching of images (rows) to candidates (columns) that maximises the summed score
+    (``scipy.optimize.linear_sum_assignment``), so that one candidate is credited to one image only.
+    Returns ``(score, index)`` per image; an image left without a candidate (more images than
+    candidates) gets score ``-inf`` and index ``-1``."""
+    from scipy.optimize import linear_sum_assignment
+
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or 0 in scores.shape:
+        raise ValueError(f"scores must be a non-empty matrix [images, candidates], got shape {scores.shape}.")
+    rows, cols = linear_sum_assignment(scores, maximize=True)
+    out, idx = np.full(len(scores), -np.inf), np.full(len(scores), -1)
+    out[rows], idx[rows] = scores[rows, cols], cols
+    return out, idx
+
+
+def match(candidates: torch.Tensor, x_train: torch.Tensor, distinct: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """For every training image, its best candidate by SSIM (:func:`ssim_matrix`).
+
+    Both are image batches ``[N, C, H, W]`` in [0, 1] (map the attack's output back to pixel range
+    first; candidates are clamped to [0, 1] here), at least 11x11. Returns ``(ssim, index)``: the SSIM
+    of each training image to its best candidate (raw, in [-1, 1]) and that candidate's index. With
+    ``distinct=False`` one candidate may be the best for many images (a blurry average can "match"
+    several); ``distinct=True`` matches one to one (:func:`assign`), so each candidate counts once.
+    """
+    _check_images(candidates=candidates, x_train=x_train)
     if candidates.shape[1:] != x_train.shape[1:]:
         raise ValueError(f"candidates {tuple(candidates.shape[1:])} and x_train {tuple(x_train.shape[1:])} "
                          "must have the same image shape.")
-    cand = candidates.detach().float().clamp(0, 1)
-    train = x_train.detach().float()
-    n, m = len(train), len(cand)
-    scores = ssim(train.repeat_interleave(m, 0), cand.repeat(n, 1, 1, 1)).reshape(n, m)
+    scores = ssim_matrix(candidates, x_train)
+    if distinct:
+        return assign(scores)
     best = scores.argmax(1)
-    return scores[np.arange(n), best], best
+    return scores[np.arange(len(scores)), best], best

@@ -51,7 +51,8 @@ def settings(mode: str | None = None, scale: str = "paper") -> dict:
     (``attack_normalize=False``; scaling them to unit norm first recovered fewer images at seeds 0
     and 1). Full mode, ``scale="paper"``: the paper's data and network; the step counts are ours,
     sized for one GPU. ``scale="cpu"``: the largest run that fits about an hour on a 2-core CPU (ours):
-    100 training images, width 500, 20,000 training steps, 200 candidates and 6,000 attack steps.
+    100 training images, the paper's width 1000, 20,000 training steps, 200 candidates and 6,000
+    attack steps.
     """
     mode = get_mode(mode)
     if scale not in ("paper", "cpu"):
@@ -62,7 +63,7 @@ def settings(mode: str | None = None, scale: str = "paper") -> dict:
         return {**common, "scale": "fast", "n_train": 30, "width": 100, "train_steps": 2000,
                 "n_candidates": 60, "attack_steps": 1500, "n_test": 2000}
     if scale == "cpu":
-        return {**common, "n_train": 100, "width": 500, "train_steps": 20_000, "n_candidates": 200,
+        return {**common, "n_train": 100, "width": 1000, "train_steps": 20_000, "n_candidates": 200,
                 "attack_steps": 6000, "n_test": 2000}
     return {**common, "n_train": 500, "width": 1000, "train_steps": 50_000, "n_candidates": 1000,
             "attack_steps": 20_000, "n_test": 5000}

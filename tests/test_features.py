@@ -239,3 +239,29 @@ def test_adversarial_decoder_trains_a_critic_and_checks_its_weight(monkeypatch):
     for bad in (-0.1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="adversarial"):
             features.train_decoder(lenet, "block2", x_aux, epochs=1, adversarial=bad)
+
+
+def test_cosine_distance_is_scale_free_and_restarts_never_hurt():
+    torch.manual_seed(0)
+    lenet = LeNet5().eval()
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = lenet.forward_to(x, "block1")
+    kw = dict(steps=40, lr=0.05, seed=2, progress=False, distance="cosine")
+    a, b = invert(lenet, "block1", h, **kw), invert(lenet, "block1", 3.0 * h, **kw)
+    assert torch.allclose(a, b, atol=1e-5)      # the squared distance would see a 3x larger target
+    sq = invert(lenet, "block1", 3.0 * h, steps=40, lr=0.05, seed=2, progress=False)
+    assert not torch.allclose(sq, a, atol=1e-3)
+
+    def err(rec):
+        with torch.no_grad():
+            return (lenet.forward_to(rec, "block1") - h).flatten(1).norm(dim=1)
+    one = invert(lenet, "block1", h, steps=40, lr=0.05, seed=2, progress=False)
+    three, hist = invert(lenet, "block1", h, steps=40, lr=0.05, seed=2, progress=False, restarts=3,
+                         return_history=True)
+    assert three.shape == one.shape and len(hist["start"]) == 3
+    assert (err(three) <= err(one) + 1e-6).all()     # start 0 is the single run; it can only improve
+    with pytest.raises(ValueError, match="distance"):
+        invert(lenet, "block1", h, steps=2, distance="l1")
+    with pytest.raises(ValueError, match="restarts"):
+        invert(lenet, "block1", h, steps=2, restarts=0)

@@ -62,21 +62,32 @@ def tv_weights(tv_weight, n: int) -> torch.Tensor | float:
     return value
 
 
+DISTANCES = ("squared", "cosine")
+
+
 def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor,
                    tv_weight: float = 0.0, return_feature_error: bool = False,
-                   reduction: str = "mean"):
+                   reduction: str = "mean", distance: str = "squared"):
     r"""Per-sample rMLE objective, shape ``[N]``: the feature term plus
     :math:`\lambda_{TV}\mathrm{TV}(x)` (TV only when some ``tv_weight > 0``, image inputs;
     ``tv_weight`` a float or a tensor ``[N]`` with one weight per image).
 
     ``reduction="sum"``: feature term :math:`\lVert f(x)-h\rVert_2^2` (the paper's objective);
     ``"mean"`` (default): the same divided by :math:`|h|`, the number of entries of one
-    representation. With ``return_feature_error`` also the feature term alone.
+    representation. ``distance="cosine"`` replaces the feature term by the scale-free
+    :math:`1 - \cos(f(x), h)` (``reduction`` then does not matter), which a defence that shrinks the
+    representation cannot rescale away. With ``return_feature_error`` also the feature term alone.
     """
     check_reduction(reduction)
+    if distance not in DISTANCES:
+        raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
     tv_weight = tv_weights(tv_weight, len(x))
-    sq = (model.forward_to(x, cut) - h).pow(2).flatten(1)
-    feat_err = sq.sum(1) if reduction == "sum" else sq.mean(1)
+    f = model.forward_to(x, cut)
+    if distance == "cosine":
+        feat_err = 1 - torch.nn.functional.cosine_similarity(f.flatten(1), h.flatten(1), dim=1, eps=1e-12)
+    else:
+        sq = (f - h).pow(2).flatten(1)
+        feat_err = sq.sum(1) if reduction == "sum" else sq.mean(1)
     use_tv = bool((tv_weight > 0).any()) if torch.is_tensor(tv_weight) else tv_weight > 0
     loss = feat_err + tv_weight * total_variation(x) if use_tv else feat_err
     return (loss, feat_err) if return_feature_error else loss
@@ -85,7 +96,8 @@ def rmle_objective(model: SplitNet, cut: str, x: torch.Tensor, h: torch.Tensor,
 def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: float = 0.05,
            tv_weight: float = 0.0, optimizer: str = "adam", init: str = "auto", box="auto",
            weight_decay: float = 0.0, seed: int | None = None, progress: bool | None = None,
-           return_history: bool = False, reduction: str = "mean"):
+           return_history: bool = False, reduction: str = "mean", distance: str = "squared",
+           restarts: int = 1):
     """Recover inputs from representations ``h`` taken after block ``cut`` of ``model`` (white-box rMLE).
 
     Parameters
@@ -104,11 +116,18 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     box : ``(low, high)`` to clamp the estimate to after each step, ``None`` for no clamping, or ``"auto"``:
         ``(0, 1)`` for images, ``None`` for vectors.
     weight_decay : the optimiser's L2 penalty on the estimate (the paper's "decayed weight").
+    distance : feature term ``"squared"`` (above) or ``"cosine"`` (:math:`1-\cos(f(x), h)`, scale-free;
+        see :func:`rmle_objective`).
+    restarts : starts per image, all optimised in one batch: the first from ``init``, the others from
+        U[0, 1] noise (seeded). Each image keeps the start whose final relative feature error
+        :math:`\lVert f(\hat x)-h\rVert/\lVert h\rVert` is smallest, a choice the attacker can make
+        without seeing the image.
 
     Returns ``x_hat`` ``[N, *model.input_shape]`` in [0, 1] (detached); with ``return_history`` also
     a dict ``{"loss": [...], "feature_mse": [...]}`` of batch means per step (``loss`` in the chosen
     reduction; ``feature_mse`` always the mean squared feature error per entry, so runs with either
-    reduction compare).
+    reduction compare; with ``distance="cosine"`` it is :math:`1-\cos`), and with ``restarts > 1``
+    ``start``, the start each image kept (0 = ``init``).
     """
     seed = resolve_seed(seed)
     if not isinstance(model, SplitNet):
@@ -118,7 +137,10 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         got = tuple(h.shape) if torch.is_tensor(h) else type(h).__name__
         raise ValueError(f"h must have shape [N, {', '.join(map(str, expected))}] for cut {cut!r}, got {got}.")
     steps = positive_int(steps, "steps")
+    restarts = positive_int(restarts, "restarts")
     check_reduction(reduction)
+    if distance not in DISTANCES:
+        raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
     size_h = h[0].numel()
     if not lr > 0:
         raise ValueError(f"Need lr > 0, got lr={lr!r}.")
@@ -133,6 +155,11 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     h = h.detach().to(device)
     if torch.is_tensor(tv_weight):
         tv_weight = tv_weight.to(device)
+    n_images = h.shape[0]
+    if restarts > 1:
+        h = h.repeat(restarts, *([1] * (h.ndim - 1)))
+        if torch.is_tensor(tv_weight):
+            tv_weight = tv_weight.repeat(restarts)
     shape = (h.shape[0], *model.input_shape)
     if init == "auto":
         init = "constant" if images else "zeros"
@@ -147,6 +174,8 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         x = torch.zeros(shape, device=device)
     else:
         raise ValueError(f"Unknown init {init!r}; expected 'auto', 'constant', 'uniform', 'normal' or 'zeros'.")
+    if restarts > 1:
+        x[n_images:] = torch.rand((len(x) - n_images, *model.input_shape), generator=gen).to(device)
     if box == "auto":
         box = (0.0, 1.0) if images else None
     if box is not None and (len(box) != 2 or not box[0] < box[1]):
@@ -161,8 +190,8 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
     history = {"loss": [], "feature_mse": []}
     for _ in (bar := progress_bar(range(steps), desc="inverting", progress=progress)):
         loss, feat_err = rmle_objective(model, cut, x, h, tv_weight, return_feature_error=True,
-                                        reduction=reduction)  # [N] each
-        if reduction == "sum":
+                                        reduction=reduction, distance=distance)  # [N] each
+        if reduction == "sum" and distance == "squared":
             feat_err = feat_err / size_h
         grad, = torch.autograd.grad(loss.sum(), x)  # per-sample objectives are independent
         opt.zero_grad(set_to_none=True)
@@ -175,8 +204,15 @@ def invert(model: SplitNet, cut: str, h: torch.Tensor, steps: int = 500, lr: flo
         history["feature_mse"].append(feat_err.mean().item())
         if hasattr(bar, "set_postfix") and len(history["loss"]) % 25 == 0:
             bar.set_postfix(feature_mse=f"{history['feature_mse'][-1]:.2e}")
-    model.train(was_training)
     x_hat = x.detach()
+    if restarts > 1:
+        with torch.no_grad():
+            err = ((model.forward_to(x_hat, cut) - h).flatten(1).norm(dim=1)
+                   / h.flatten(1).norm(dim=1).clamp_min(1e-12)).reshape(restarts, n_images)
+        best = err.argmin(0)
+        x_hat = x_hat.reshape(restarts, n_images, *model.input_shape)[best, torch.arange(n_images)]
+        history["start"] = best.tolist()
+    model.train(was_training)
     return (x_hat, history) if return_history else x_hat
 
 

@@ -76,3 +76,71 @@ def test_nnls_checker():
         return r, lam
     assert not ch08.check_nnls_residual(absolute)
     assert not ch08.check_nnls_residual(lambda g, t: 0.0)
+
+
+def test_homogeneity_checker_measures_rather_than_reads_the_layers():
+    def counts_layers(model):
+        """Reads the degree off the architecture: right for bias-free ReLU MLPs only."""
+        mods = list(model.modules())
+        linear = [m for m in mods if isinstance(m, torch.nn.Linear)]
+        if any(m.bias is not None for m in linear) or any(isinstance(m, torch.nn.Tanh) for m in mods):
+            return None
+        return len(linear)
+    wrong = ch08.check_homogeneity_degree(counts_layers)
+    assert not wrong and "first layer only" in wrong.message
+
+    def counts_allowing_first_bias(model):
+        mods = list(model.modules())
+        linear = [m for m in mods if isinstance(m, torch.nn.Linear)]
+        if any(m.bias is not None for m in linear[1:]) or any(isinstance(m, torch.nn.Tanh) for m in mods):
+            return None
+        return len(linear)
+    wrong = ch08.check_homogeneity_degree(counts_allowing_first_bias)
+    assert not wrong and "squaring" in wrong.message
+
+
+def test_nnls_checker_rejects_drop_and_refit():
+    def drop_and_refit(g, theta):
+        """Least squares, drop the negative multipliers, refit once and clip: not NNLS."""
+        lam = np.linalg.lstsq(g.T, theta, rcond=None)[0]
+        keep, out = lam > 0, np.zeros(len(g))
+        out[keep] = np.linalg.lstsq(g[keep].T, theta, rcond=None)[0]
+        out = np.clip(out, 0, None)
+        return np.linalg.norm(theta - g.T @ out) / np.linalg.norm(theta), out
+    assert not ch08.check_nnls_residual(drop_and_refit)
+
+
+def kkt_loss(model, x, lam, y):
+    """Right answer: one autograd.grad of sum_j lam_j y_j Phi(x_j), with create_graph=True."""
+    params = [p for p in model.parameters()]
+    out = model(x)[:, 0]
+    grads = torch.autograd.grad((lam * y * out).sum(), params, create_graph=True)
+    return sum(((p.detach() - g) ** 2).sum() for p, g in zip(params, grads))
+
+
+def test_kkt_loss_checker():
+    assert ch08.check_kkt_loss(kkt_loss)
+
+    def no_graph(model, x, lam, y):
+        params = list(model.parameters())
+        grads = torch.autograd.grad((lam * y * model(x)[:, 0]).sum(), params)
+        return sum(((p.detach() - g) ** 2).sum() for p, g in zip(params, grads))
+    wrong = ch08.check_kkt_loss(no_graph)
+    assert not wrong and "create_graph" in wrong.message
+
+    def without_labels(model, x, lam, y):
+        return kkt_loss(model, x, lam, torch.ones_like(y))
+    assert not ch08.check_kkt_loss(without_labels)
+
+    def mean_not_sum(model, x, lam, y):
+        params = list(model.parameters())
+        grads = torch.autograd.grad((lam * y * model(x)[:, 0]).mean(), params, create_graph=True)
+        return sum(((p.detach() - g) ** 2).sum() for p, g in zip(params, grads))
+    assert not ch08.check_kkt_loss(mean_not_sum)
+
+    def live_params(model, x, lam, y):    # forgets to detach p: the value is right, so is d/dx
+        params = list(model.parameters())
+        grads = torch.autograd.grad((lam * y * model(x)[:, 0]).sum(), params, create_graph=True)
+        return sum(((p - g) ** 2).sum() for p, g in zip(params, grads))
+    assert ch08.check_kkt_loss(live_params)   # the same loss in x and lam: accepted
+    assert not ch08.check_kkt_loss(lambda m, x, l, y: 0.0)

@@ -1,5 +1,5 @@
 """Checkers for chapter 08 (Reconstructing training data from weights): ``check_linear_lambda``,
-``check_homogeneity_degree``, ``check_nnls_residual``."""
+``check_homogeneity_degree``, ``check_nnls_residual``, ``check_kkt_loss``."""
 from __future__ import annotations
 
 import numpy as np
@@ -59,9 +59,14 @@ def check_homogeneity_degree(fn) -> CheckResult:
     is not positively homogeneous in its parameters (e.g. it has biases)."""
     from ..models import MLP
 
+    # measured, not read off the layers: a first-layer bias keeps the degree, a squaring activation
+    # doubles what comes before it, a leaky ReLU is homogeneous like ReLU
     cases = [(MLP(6, [5], 1, bias=False), 2), (MLP(6, [5, 4], 1, bias=False), 3),
              (MLP(6, [5, 4, 3], 1, bias=False), 4), (MLP(6, [5, 4], 1, bias=True), None),
-             (MLP(6, [5], 1, bias=False, activation="tanh"), None)]
+             (MLP(6, [5], 1, bias=False, activation="tanh"), None), (MLP(6, [5, 4], 1, bias="first"), 3),
+             (_Net(torch.nn.Linear(6, 5, bias=False), _Square(), torch.nn.Linear(5, 1, bias=False)), 3),
+             (_Net(torch.nn.Linear(6, 5, bias=False), torch.nn.LeakyReLU(0.1),
+                   torch.nn.Linear(5, 1, bias=False)), 2)]
     for i, (model, want) in enumerate(cases):
         torch.manual_seed(i)
         model.load_state_dict({k: torch.randn_like(v) for k, v in model.state_dict().items()})
@@ -73,11 +78,11 @@ def check_homogeneity_degree(fn) -> CheckResult:
             return CheckResult(False, "Your function changed the model's weights in place; scale a copy "
                                       "(copy.deepcopy(model)) instead.")
         widths = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        what = f"an MLP with widths {widths}"
+        what = f"{_describe(model)} with widths {widths}"
         if want is None:
             if got is not None:
-                return CheckResult(False, f"For {what} with biases or tanh you returned {got!r}, but such a "
-                                          "network is not homogeneous: Phi(2θ; x) is not 2^L Phi(θ; x) for any L. "
+                return CheckResult(False, f"For {what} you returned {got!r}, but such a network is not "
+                                          "homogeneous: Phi(2θ; x) is not 2^L Phi(θ; x) for any L. "
                                           "Return None when no degree fits.")
         else:
             try:
@@ -85,10 +90,37 @@ def check_homogeneity_degree(fn) -> CheckResult:
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                return CheckResult(False, f"For {what} (bias-free ReLU) the degree is {want}, "
-                                          f"you returned {got!r}.")
-    return CheckResult(True, "the degree is the number of weight layers for bias-free ReLU MLPs, and biases "
-                             "or tanh break homogeneity.")
+                return CheckResult(False, f"For {what} the degree is {want}, you returned {got!r}. Measure "
+                                          "it (scale a copy's parameters by 2 and compare outputs) rather "
+                                          "than reading it off the layers.")
+    return CheckResult(True, "your measured degree is right on eight networks: the number of weight layers for "
+                             "ReLU and leaky-ReLU MLPs, also with a bias on the first layer; one more for a "
+                             "squaring activation; none with later biases or tanh.")
+
+
+class _Square(torch.nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+class _Net(torch.nn.Sequential):
+    input_shape = (6,)
+
+
+def _describe(model) -> str:
+    mods = list(model.modules())
+    linear = [m for m in mods if isinstance(m, torch.nn.Linear)]
+    if any(isinstance(m, _Square) for m in mods):
+        return "a network with a squaring activation"
+    if any(isinstance(m, torch.nn.LeakyReLU) for m in mods):
+        return "a leaky-ReLU network"
+    if any(isinstance(m, torch.nn.Tanh) for m in mods):
+        return "a tanh MLP"
+    if linear[0].bias is not None and all(m.bias is None for m in linear[1:]):
+        return "a ReLU MLP with a bias on the first layer only"
+    if any(m.bias is not None for m in linear):
+        return "a ReLU MLP with biases on every layer"
+    return "a bias-free ReLU MLP"
 
 
 def check_nnls_residual(fn) -> CheckResult:
@@ -105,6 +137,9 @@ def check_nnls_residual(fn) -> CheckResult:
     cases.append((g, g.T @ np.array([1.0, -1.0, 0.5, -0.3, 0.0]) + 0.1 * rng.normal(size=40)))  # signs matter
     g = rng.normal(size=(6, 50))
     cases.append((g, rng.normal(size=50)))
+    for _ in range(3):   # correlated gradients, mixed signs: dropping negative λ and refitting is not NNLS
+        g = rng.normal(size=(10, 40)) + 0.8 * rng.normal(size=(1, 40))
+        cases.append((g, g.T @ rng.normal(size=10) + 0.1 * rng.normal(size=40)))
     for i, (g, theta) in enumerate(cases):
         out, fail = call_student(fn, g.copy(), theta.copy())
         if fail is not None:
@@ -129,4 +164,59 @@ def check_nnls_residual(fn) -> CheckResult:
         if abs(mine - want) > 1e-5 + 1e-4 * want:
             return CheckResult(False, f"Case {i}: your λ leave residual {mine:.5f}, the best λ >= 0 "
                                       f"leave {want:.5f}.")
-    return CheckResult(True, "residual and λ match the non-negative least-squares solution on three cases.")
+    return CheckResult(True, f"residual and λ match the non-negative least-squares solution on {len(cases)} "
+                             "cases.")
+
+
+def check_kkt_loss(fn) -> CheckResult:
+    """Chapter 08: ``fn(model, x, lam, y)`` must return the KKT attack's stationarity loss
+    :math:`\\sum_p \\lVert p - \\sum_j \\lambda_j y_j \\partial\\Phi(\\theta; x_j)/\\partial p\\rVert^2`
+    over the model's parameters ``p`` (a scalar tensor), differentiable in the candidates ``x [m, d]``
+    and the multipliers ``lam [m]`` (``y [m]`` are ±1 labels). Checked against the package's closed
+    form (:func:`mixcon_lite.attacks.weights.combined_gradient`): the value and its gradients in ``x``
+    and ``lam``."""
+    from ..attacks.weights import _append_one, _parts, combined_gradient
+    from ..models import MLP
+
+    for seed, (bias, widths) in enumerate([(False, [6]), (False, [6, 5]), ("first", [6, 5])]):
+        torch.manual_seed(seed)
+        model = MLP(4, widths, 1, bias=bias).double()
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+        lam = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
+        y = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
+        weights, first_bias = _parts(model)
+        weights = [w.detach() for w in weights]
+        xr, lr_ = x.clone().requires_grad_(True), lam.clone().requires_grad_(True)
+        combo = combined_gradient(weights, _append_one(xr, first_bias), lr_ * y)
+        want = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
+        want_gx, want_gl = torch.autograd.grad(want, (xr, lr_))
+        xs, ls = x.clone().requires_grad_(True), lam.clone().requires_grad_(True)
+        got, fail = call_student(fn, model, xs, ls, y.clone())
+        if fail is not None:
+            return fail
+        what = f"a ReLU MLP with widths {widths}" + (" and a first-layer bias" if bias else "")
+        if not torch.is_tensor(got) or got.numel() != 1:
+            return CheckResult(False, f"Return one scalar tensor (the summed squared residual), got "
+                                      f"{type(got).__name__ if not torch.is_tensor(got) else tuple(got.shape)}.")
+        if abs(float(got) - float(want)) > 1e-6 * max(1.0, float(want)):
+            return CheckResult(False, f"For {what}: expected the loss {float(want):.6f}, got {float(got):.6f}. "
+                                      "Sum, over all parameters p, the squared entries of p - Σ_j λ_j y_j ∂Φ(x_j)/∂p "
+                                      "(one autograd.grad of Σ_j λ_j y_j Φ(x_j) gives the sum).")
+        if not got.requires_grad:
+            return CheckResult(False, "Your loss carries no gradient to the candidates: build the parameter "
+                                      "gradients with torch.autograd.grad(..., create_graph=True).")
+        try:
+            gx, gl = torch.autograd.grad(got.reshape(()), (xs, ls), allow_unused=True)
+        except RuntimeError as err:
+            return CheckResult(False, f"Differentiating your loss failed ({err}); use create_graph=True.")
+        if gx is None or gl is None:
+            return CheckResult(False, "Your loss does not depend on both the candidates x and the multipliers "
+                                      "lam; the attack optimises both.")
+        if not (torch.allclose(gx, want_gx, atol=1e-6, rtol=1e-5) and torch.allclose(gl, want_gl, atol=1e-6,
+                                                                                        rtol=1e-5)):
+            return CheckResult(False, f"For {what}: the loss value is right but its gradient in x or lam is not; "
+                                      "keep the parameters fixed (detach them) and differentiate through "
+                                      "the per-sample gradients with create_graph=True.")
+    return CheckResult(True, "your stationarity loss and its gradients in the candidates and in λ match the "
+                             "closed form on three networks, one with a first-layer bias.")

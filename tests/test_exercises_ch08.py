@@ -144,3 +144,8 @@ def test_kkt_loss_checker():
         return sum(((p - g) ** 2).sum() for p, g in zip(params, grads))
     assert ch08.check_kkt_loss(live_params)   # the same loss in x and lam: accepted
     assert not ch08.check_kkt_loss(lambda m, x, l, y: 0.0)
+
+
+def test_kkt_loss_checker_rejects_a_changed_lambda():
+    for change in (torch.abs, torch.relu, lambda l: l.clamp(min=0.2)):
+        assert not ch08.check_kkt_loss(lambda m, x, lam, y, f=change: kkt_loss(m, x, f(lam), y))

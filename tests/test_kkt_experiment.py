@@ -56,6 +56,11 @@ def test_run_tiny_returns_every_number(data_dir, monkeypatch, capsys):
     assert len(reg["step"]) == len(reg["cosine"]) == len(reg["residual"]) >= 5
     assert abs(reg["cosine"][-1] - 1) < 1e-5 and reg["normalised_margin"][-1] > 0
     assert set(out["others"]) == {"authors", "naive"}
+    # the attack's start is scored too: mean image plus noise, the same for every candidate
+    start = kkt.start_images(out["data"], TINY, seed=1)
+    assert start.shape == out["images"].shape and float((start - out["data"]["mean"]).abs().max()) < 0.1
+    assert 0 <= res["start_n_recovered_distinct"] <= 6 and 0 <= res["candidate_residual"] <= 1
+    assert 0 <= res["n_control_beat_random_real"] <= 6
     monkeypatch.setattr(kkt, "settings", lambda mode=None, scale="paper": dict(TINY))
     kkt.main(["--mode", "fast", "--seed", "2", "--json"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

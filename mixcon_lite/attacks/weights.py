@@ -222,17 +222,18 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
 
     Minimises over candidates :math:`\hat x_1..\hat x_m` and multipliers :math:`\lambda_1..\lambda_m`
 
-    .. math:: \Big\lVert \tfrac{\theta}{\lVert\theta\rVert} - \sum_j \lambda_j y_j
-              \nabla_\theta\Phi\big(\tfrac{\theta}{\lVert\theta\rVert}; \hat x_j\big)\Big\rVert^2
+    .. math:: \Big\lVert \theta - \sum_j \lambda_j y_j
+              \nabla_\theta\Phi(\theta; \hat x_j)\Big\rVert^2
               + c_\lambda \sum_j \max(\lambda_{\min} - \lambda_j, 0)^2
               + c_{\mathrm{prior}} \sum_j \lVert \max(\hat x_j - \mathrm{hi}, 0)\rVert^2
               + \lVert\max(\mathrm{lo} - \hat x_j, 0)\rVert^2
 
-    jointly, with Adam (``optimizer="adam"``, ours) or SGD with momentum (``"sgd"``, the paper's code).
-    The network is first scaled to unit norm (``normalize=True``, ours: the stationarity condition
-    only fixes the direction of :math:`\theta`; the scale goes into λ, and learning rates stop
-    depending on how long the model was trained; the paper's code uses the weights as they are) and λ
-    is measured in units of :math:`1/m`, as in the paper's code. ``objective="naive"`` is the paper's non-KKT control: it maximises the candidates' margin,
+    jointly, with Adam (``optimizer="adam"``, ours) or SGD with momentum (``"sgd"``, the paper's code),
+    where :math:`\theta` is either the weights as trained or, by default, scaled to unit norm first
+    (``normalize=True``: the stationarity condition only fixes the direction of :math:`\theta`; the
+    scale goes into λ, and learning rates stop depending on how long the model was trained; the paper's
+    code uses the weights as they are) and λ is measured in units of :math:`1/m`, as in the paper's
+    code. ``objective="naive"`` is the paper's non-KKT control: it maximises the candidates' margin,
     :math:`-(\overline{\Phi(\hat x_j)}_{y_j=+1} - \overline{\Phi(\hat x_j)}_{y_j=-1})`, plus the same
     pixel prior and no λ.
 

@@ -184,6 +184,7 @@ def check_kkt_loss(fn) -> CheckResult:
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(5, 4, generator=g, dtype=torch.float64)
         lam = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
+        lam[1] = -0.7    # the loss is defined for any λ; the attack's penalty, not the loss, keeps λ >= λ_min
         y = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
         weights, first_bias = _parts(model)
         weights = [w.detach() for w in weights]
@@ -199,10 +200,13 @@ def check_kkt_loss(fn) -> CheckResult:
         if not torch.is_tensor(got) or got.numel() != 1:
             return CheckResult(False, f"Return one scalar tensor (the summed squared residual), got "
                                       f"{type(got).__name__ if not torch.is_tensor(got) else tuple(got.shape)}.")
-        if abs(float(got) - float(want)) > 1e-6 * max(1.0, float(want)):
-            return CheckResult(False, f"For {what}: expected the loss {float(want):.6f}, got {float(got):.6f}. "
+        value = float(got.detach())
+        want = float(want.detach())
+        if abs(value - want) > 1e-6 * max(1.0, want):
+            return CheckResult(False, f"For {what}: expected the loss {float(want):.6f}, got {value:.6f}. "
                                       "Sum, over all parameters p, the squared entries of p - Σ_j λ_j y_j ∂Φ(x_j)/∂p "
-                                      "(one autograd.grad of Σ_j λ_j y_j Φ(x_j) gives the sum).")
+                                      "(one autograd.grad of Σ_j λ_j y_j Φ(x_j) gives the sum); use λ as given, "
+                                      "without abs, relu or clamping.")
         if not got.requires_grad:
             return CheckResult(False, "Your loss carries no gradient to the candidates: build the parameter "
                                       "gradients with torch.autograd.grad(..., create_graph=True).")

@@ -61,6 +61,9 @@ def test_run_tiny_returns_every_number(data_dir, monkeypatch, capsys):
     assert start.shape == out["images"].shape and float((start - out["data"]["mean"]).abs().max()) < 0.1
     assert 0 <= res["start_n_recovered_distinct"] <= 6 and 0 <= res["candidate_residual"] <= 1
     assert 0 <= res["n_control_beat_random_real"] <= 6
+    # start_images is reconstruct's first draw: an attack that barely moves stays there
+    _, still = kkt.attack(out["model"], out["data"], TINY, seed=1, steps=1, lr=1e-9, lam_lr=1e-9)
+    assert torch.allclose(still, start, atol=1e-6)
     monkeypatch.setattr(kkt, "settings", lambda mode=None, scale="paper": dict(TINY))
     kkt.main(["--mode", "fast", "--seed", "2", "--json"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

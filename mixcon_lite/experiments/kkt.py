@@ -7,7 +7,7 @@ right, then recover training images from the weights alone and score them by SSI
 
     python -m mixcon_lite.experiments.kkt --mode fast --seed 1 --json
     python -m mixcon_lite.experiments.kkt --mode full          # paper scale; meant for a GPU
-    python -m mixcon_lite.experiments.kkt --mode full --scale cpu   # about an hour on 2 CPU cores
+    python -m mixcon_lite.experiments.kkt --mode full --scale cpu   # 34 min on one CPU thread
 
 Every size below that the paper does not give is ours (see :func:`settings`).
 """
@@ -183,7 +183,8 @@ def start_images(data: dict, config: dict, seed: int | None = None, init_scale: 
 
 def candidate_residual(model, data: dict, images: torch.Tensor) -> float:
     """The relative KKT residual of candidates, measured as for the training set (:func:`kkt_residual`:
-    exact ReLU derivative, λ fitted by NNLS), with the attack's labels (first half -1)."""
+    exact ReLU derivative, λ fitted by NNLS), with the attack's labels (first half -1). ``images`` are
+    the candidates as :func:`attack` returns them, clamped to the pixel range."""
     m = len(images)
     y = torch.cat([-torch.ones(m // 2), torch.ones(m - m // 2)])
     return kkt_residual(model, centred(images, data["mean"]), y)[0]

@@ -87,12 +87,6 @@ def homogeneous_weights(model: nn.Module) -> list[torch.Tensor]:
     return _parts(model)[0]
 
 
-def input_dim(model: nn.Module) -> int:
-    """The number of input entries of a network accepted by :func:`homogeneous_weights`."""
-    weights, bias = _parts(model)
-    return weights[0].shape[1] - int(bias)
-
-
 def check_pm1(y, n: int | None = None) -> torch.Tensor:
     """``y`` as a float tensor ``[N]`` of ±1 labels; ``ValueError`` otherwise (e.g. for 0/1 labels)."""
     if not torch.is_tensor(y):
@@ -308,29 +302,28 @@ def reconstruct(model: nn.Module, input_shape, n_candidates: int = 100, steps: i
     alpha = None if relu_alpha is None else float(relu_alpha)
     bar = progress_bar(total=steps, desc="reconstructing", progress=progress)
     for step in range(steps):
+        logging = step % log_every == 0 or step == steps - 1
         x_in = _append_one(x, first_bias)
+        prior = ((torch.relu(x - hi) ** 2) + (torch.relu(lo - x) ** 2)).sum(1)
         if objective == "kkt":
             combo = combined_gradient(weights, x_in, lam * y / m, alpha)
             stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
             lam_pen = (torch.relu(lam_min - lam) ** 2).sum()
-        else:
-            with torch.no_grad():
-                combo = combined_gradient(weights, x_in.detach(), lam.detach() * y / m, alpha)
-                stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
-            out = _forward(weights, x_in)
-            lam_pen = -(out[y > 0].mean() - out[y < 0].mean())  # the margin term, in lam_pen's slot
-        prior = ((torch.relu(x - hi) ** 2) + (torch.relu(lo - x) ** 2)).sum(1)
-        if objective == "kkt":
             loss = stat + lam_weight * lam_pen + prior_weight * prior.sum()
         else:
-            loss = lam_pen + prior_weight * prior.sum()
+            out = _forward(weights, x_in)
+            loss = -(out[y > 0].mean() - out[y < 0].mean()) + prior_weight * prior.sum()
+            if logging:    # the stationarity this control reaches, for the history only
+                with torch.no_grad():
+                    combo = combined_gradient(weights, x_in, lam * y / m, alpha)
+                    stat = sum(((w - c) ** 2).sum() for w, c in zip(weights, combo))
         if not torch.isfinite(loss):
             bar.close()
             raise FloatingPointError(f"The reconstruction diverged at step {step}; lower lr (now {lr}).")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % log_every == 0 or step == steps - 1:
+        if logging:
             history["step"].append(step)
             history["loss"].append(loss.item())
             history["stationarity"].append(stat.item())

@@ -231,8 +231,9 @@ def evaluate(model, data: dict, images: torch.Tensor, config: dict, seed: int | 
     ``candidate_residual`` is the candidates' KKT residual measured as the training set's."""
     seed = resolve_seed(seed)
     ours = score(data, images)
-    real = score(data, baselines(data, config["n_candidates"], seed)["random real images"])
-    means = match(baselines(data, config["n_candidates"], seed)["class means"], data["x_train"])[0]
+    base = baselines(data, config["n_candidates"], seed)
+    real = score(data, base["random real images"])
+    means = match(base["class means"], data["x_train"])[0]
     res, lam = kkt_residual(model, centred(data["x_train"], data["mean"]), data["y_train"])
     res_c, _ = kkt_residual(model, centred(data["x_control"], data["mean"]), data["y_control"])
     s_att, s_real = np.array(ours["ssim_per_sample"]), np.array(real["ssim_per_sample"])

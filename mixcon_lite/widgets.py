@@ -66,9 +66,12 @@ def grid_explorer(points: list[dict], victims: torch.Tensor, attack: str = "whit
     if not points or any(attack not in p or "images" not in p[attack] for p in points):
         raise ValueError(f"points must be run_grid points that carry {attack!r} recoveries.")
     n = min(int(show), len(victims))
-    labels = [(f"lam {p['lam']:g}, beta {p['beta']:g}" + ("" if p.get("pairs", "across") == "across"
-                                                          else f" ({p['pairs']})"), i)
-              for i, p in enumerate(points)]
+    def label(p):
+        notes = [p["pairs"]] if p.get("pairs", "across") != "across" else []
+        notes += [f"{p['form']} form"] if p.get("form", "raw") != "raw" else []
+        return f"lam {p['lam']:g}, beta {p['beta']:g}" + (f" ({', '.join(notes)})" if notes else "")
+
+    labels = [(label(p), i) for i, p in enumerate(points)]
     pick = w.Dropdown(options=labels, value=0, description="(λ, β)")
     out = w.Output()
 

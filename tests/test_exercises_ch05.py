@@ -30,60 +30,88 @@ def test_check_within_pairs():
     assert not exercises.check_within_pairs(lambda y: 1 / 0)
 
 
+def _strongest(p, key):
+    return max((a for a in mi.ATTACKS if a in p), key=lambda a: p[a][key])
+
+
+def _rule(points, drop, min_drop, strict_acc=False, strict_ssim=False, select_on="pick_ssim",
+          select_acc="accuracy_select", same_attack=True, keep_within=False, evaluate=True,
+          only=None):
+    """The sweet-spot rule with one knob to get wrong."""
+    v = next(p for p in points if p["lam"] == 0 and p["beta"] == 0)
+    ge = (lambda a, b: a > b) if strict_acc else (lambda a, b: a >= b)
+    le = (lambda a, b: a < b) if strict_ssim else (lambda a, b: a <= b)
+    ok = [p for p in points if p is not v and (keep_within or (p["pairs"] == "across"
+                                                               and p["form"] == "raw"))
+          and ge(p[select_acc], v[select_acc] - drop)]
+    key = "ssim" if select_on == "ssim" else "pick_ssim"
+    attack = (lambda p, k: only) if only else _strongest
+    if not ok:
+        return None
+    c = min(ok, key=lambda p: p[attack(p, key)][key])
+    if not evaluate:
+        return c
+    a = attack(c, "ssim")
+    ref = v[a]["ssim"] if same_attack else v[_strongest(v, "ssim")]["ssim"]
+    good = ge(c["accuracy"], v["accuracy"] - drop) and le(c[a]["ssim"], (1 - min_drop) * ref)
+    return c if good else None
+
+
 def test_check_sweet_spot():
     assert exercises.check_sweet_spot(mi.sweet_spot)
-
-    def vanilla_of(points):
-        return next(p for p in points if p["lam"] == 0 and p["beta"] == 0)
-
-    def lowest_ssim(points, drop):                    # ignores accuracy
-        return min((p for p in points if p is not vanilla_of(points)),
-                   key=lambda p: p["whitebox"]["ssim"])
-
-    def percent_points(points, drop):                  # max_drop read as points, not a fraction
-        v = vanilla_of(points)
-        ok = [p for p in points if p is not v and p["pairs"] == "across"
-              and p["accuracy"] >= v["accuracy"] - drop * 100
-              and p["whitebox"]["ssim"] < v["whitebox"]["ssim"]]
-        return min(ok, key=lambda p: p["whitebox"]["ssim"]) if ok else None
-
-    def keeps_within(points, drop):                   # forgets to drop within-class points
-        v = vanilla_of(points)
-        ok = [p for p in points if p is not v and p["accuracy"] >= v["accuracy"] - drop
-              and p["whitebox"]["ssim"] < v["whitebox"]["ssim"]]
-        return min(ok, key=lambda p: p["whitebox"]["ssim"]) if ok else None
-
-    def never_none(points, drop):                     # no check that SSIM is below vanilla's
-        v = vanilla_of(points)
-        ok = [p for p in points if p is not v and p["pairs"] == "across"
-              and p["accuracy"] >= v["accuracy"] - drop]
-        return min(ok, key=lambda p: p["whitebox"]["ssim"]) if ok else None
-
-    for wrong in (lowest_ssim, percent_points, keeps_within, never_none):
-        verdict = exercises.check_sweet_spot(wrong)
-        assert not verdict and "expected" in verdict.message, wrong.__name__
-    assert not exercises.check_sweet_spot(lambda p, d: "lam 1")
-    assert not exercises.check_sweet_spot(lambda p, d: 1 / 0)
+    assert exercises.check_sweet_spot(_rule)
+    wrong = {"strict accuracy": dict(strict_acc=True), "strict SSIM": dict(strict_ssim=True),
+             "selects on the victims": dict(select_on="ssim"),
+             "selects on the test accuracy": dict(select_acc="accuracy"),
+             "vanilla's strongest attack": dict(same_attack=False),
+             "keeps within-class and normalised": dict(keep_within=True),
+             "never evaluates": dict(evaluate=False), "white-box only": dict(only="whitebox"),
+             "decoder only": dict(only="decoder")}
+    for name, knob in wrong.items():
+        verdict = exercises.check_sweet_spot(lambda p, d, m, knob=knob: _rule(p, d, m, **knob))
+        assert not verdict and "expected" in verdict.message, name
+    assert not exercises.check_sweet_spot(lambda p, d, m: "lam 1")
+    assert not exercises.check_sweet_spot(lambda p, d, m: 1 / 0)
+    assert not exercises.check_sweet_spot(lambda p, d: None)          # old two-argument form
 
 
-def test_check_mnist_sweet_spot_rejects_without_training():
-    assert not exercises.check_mnist_sweet_spot(0.0, 0.0)
-    assert "lam and beta" in exercises.check_mnist_sweet_spot(-1, 0.1).message
+def _break_case():
+    from mixcon_lite.models import LeNet5
+
+    g = torch.Generator().manual_seed(0)
+    xs, ys = [], []
+    for c in range(10):                                # class c: a bright square at its own place
+        x = 0.1 * torch.rand(40, 1, 28, 28, generator=g)
+        r, col = 2 + 2 * (c % 5), 4 + 10 * (c // 5)
+        x[:, :, r:r + 8, col:col + 8] += 0.3 + 0.6 * torch.rand(40, 1, 1, 1, generator=g)
+        xs.append(x.clamp(0, 1))
+        ys.append(torch.full((40,), c))
+    x, y = torch.cat(xs), torch.cat(ys)
+    aux = torch.arange(len(x)) % 40 >= 6
+    vic, pick = torch.arange(len(x)) % 40 < 3, (torch.arange(len(x)) % 40 >= 3) & ~aux
+    data = {"x_aux": x[aux], "y_aux": y[aux], "x_victims": x[vic], "y_victims": y[vic],
+            "x_pick": x[pick], "y_pick": y[pick]}
+    torch.manual_seed(0)
+    return LeNet5().eval(), data
 
 
-def test_check_mnist_sweet_spot_trains_and_judges(data_dir, monkeypatch):
-    calls = []
+def test_check_break_defence():
+    client, data = _break_case()
+    x = torch.cat([data["x_victims"], data["x_pick"]])
+    assert exercises.check_break_defence(lambda c, cut, h, aux: x.clone(), client, data)  # perfect
 
-    def fake_point(lam, beta, data, cfg, decoder):
-        calls.append((lam, beta, cfg["dataset"], decoder))
-        acc, s = {0.0: (0.90, 0.40), 1.0: (0.89, 0.20), 10.0: (0.50, 0.0), 0.1: (0.90, 0.38)}[lam]
-        return {"accuracy": acc, "whitebox": {"ssim": s}}
-
-    monkeypatch.setattr(mi, "run_point", fake_point)
-    ok = exercises.check_mnist_sweet_spot(1.0, 0.01)
-    assert ok and "label-only baseline" in ok.message and "1.0 accuracy points lost" in ok.message
-    assert calls[:2] == [(0.0, 0.0, "mnist", False), (1.0, 0.01, "mnist", False)]
-    collapsed = exercises.check_mnist_sweet_spot(10.0, 0.0)
-    assert not collapsed and "Accuracy fell" in collapsed.message
-    too_gentle = exercises.check_mnist_sweet_spot(0.1, 0.0)
-    assert not too_gentle and "SSIM fell by 0.020" in too_gentle.message
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    ok = exercises.check_break_defence(lambda c, cut, h, aux: noisy, client, data)
+    assert ok and "leaks more than the label" in ok.message
+    seen = {}
+    exercises.check_break_defence(lambda c, cut, h, aux: seen.update(h=h, aux=aux) or x, client, data)
+    assert torch.allclose(seen["h"], client.forward_to(x, "block2"))       # h, never the images
+    assert seen["aux"] is data["x_aux"]
+    means = torch.cat([mi.class_mean_baseline(data), mi.class_mean_baseline(data, "pick")])
+    label_only = exercises.check_break_defence(lambda c, cut, h, aux: means.clone(), client, data)
+    assert not label_only and "label-only" in label_only.message
+    grey = exercises.check_break_defence(lambda c, cut, h, aux: torch.full_like(x, 0.5), client, data)
+    assert not grey and "grey" in grey.message
+    assert "tensor" in exercises.check_break_defence(lambda c, cut, h, aux: x[:3], client, data).message
+    assert "[0, 1]" in exercises.check_break_defence(lambda c, cut, h, aux: 2 * x, client, data).message
+    assert not exercises.check_break_defence(lambda c, cut, h, aux: 1 / 0, client, data)

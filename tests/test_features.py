@@ -145,6 +145,29 @@ def test_decoder_learns_block1_inverse(lenet):
         Decoder((3,), (1, 2, 2), hidden=0)
 
 
+def test_label_decoder_sees_the_servers_prediction(lenet):
+    from mixcon_lite.attacks.features import LabelDecoder, train_decoder
+
+    x_aux = torch.cat([_images(100, seed=s) for s in range(2)])
+    dec = train_decoder(lenet, "block2", x_aux, epochs=1, progress=False, condition="label")
+    assert isinstance(dec, LabelDecoder) and dec.n_classes == 10
+    h = lenet.forward_to(_images(5, seed=9), "block2").detach()
+    rec = dec(h)
+    assert rec.shape == (5, 1, 28, 28)
+    # the code appended is the one-hot of the server's own prediction from h
+    first = dec.net[1]
+    code = torch.nn.functional.one_hot(lenet.forward_from(h, "block2").argmax(1), 10).float()
+    with torch.no_grad():
+        want = dec.net[2:](first(torch.cat([h.flatten(1), code], 1))).view(5, 1, 28, 28)
+    assert torch.allclose(rec, want)
+    assert all(p.grad is None for p in lenet.parameters())
+    assert not any(p is q for p in dec.parameters() for q in lenet.parameters())
+    with pytest.raises(ValueError, match="Decoder expects"):
+        dec(torch.zeros(1, 6, 12, 12))
+    with pytest.raises(ValueError, match="Unknown condition"):
+        train_decoder(lenet, "block2", x_aux, epochs=1, progress=False, condition="class")
+
+
 def test_rmle_reduction_sum_is_the_papers_objective(lenet):
     from mixcon_lite.attacks.features import rmle_objective
 

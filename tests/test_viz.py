@@ -67,6 +67,9 @@ def test_grid_explorer_switches_points():
     box = grid_explorer(points, victims, show=2)
     pick = box.children[0]
     assert [label for label, _ in pick.options] == ["lam 0, beta 0", "lam 1, beta 0"]
+    odd = [dict(points[1], pairs="within"), dict(points[1], form="normalised")]
+    assert [lb for lb, _ in grid_explorer(odd, victims, show=2).children[0].options] == [
+        "lam 1, beta 0 (within)", "lam 1, beta 0 (normalised form)"]
     pick.value = 1
     assert box.update() is points[1]
     with pytest.raises(ValueError, match="decoder"):

@@ -240,6 +240,32 @@ class Decoder(torch.nn.Module):
         return self.net(h).view(h.shape[0], *self.out_shape)
 
 
+class LabelDecoder(Decoder):
+    """A :class:`Decoder` that also sees the label the server's own layers predict from ``h``.
+
+    In split learning the server computes the logits from the representation it receives
+    (``model.forward_from(h, cut)``), so it knows the predicted class of every image without asking
+    the client. A defence that hides class differences inside ``h`` (MixCon's :math:`L_c` pulls
+    pairs of different classes together) leaves that prediction intact; this decoder appends its
+    one-hot code to the flattened representation. ``classify`` maps ``h`` to logits (frozen)."""
+
+    def __init__(self, in_shape, out_shape, classify, n_classes: int, hidden: int = 512):
+        n_classes = positive_int(n_classes, "n_classes")
+        d_in = int(torch.tensor(tuple(in_shape)).prod())
+        super().__init__((d_in + n_classes,), out_shape, hidden)
+        self.in_shape, self.n_classes = tuple(in_shape), n_classes
+        self.classify = classify
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if tuple(h.shape[1:]) != self.in_shape:
+            raise ValueError(f"Decoder expects representations [N, {', '.join(map(str, self.in_shape))}], "
+                             f"got {tuple(h.shape)}.")
+        with torch.no_grad():
+            label = self.classify(h).argmax(1)
+        code = torch.nn.functional.one_hot(label, self.n_classes).to(h.dtype)
+        return self.net(torch.cat([h.flatten(1), code], 1)).view(h.shape[0], *self.out_shape)
+
+
 class Critic(torch.nn.Module):
     """A small convolutional discriminator for the adversarial decoder: images ``[N, C, H, W]`` ->
     one logit each (real image vs decoded). Two strided 4x4 convolutions (32, 64 channels, leaky
@@ -258,7 +284,7 @@ class Critic(torch.nn.Module):
 
 def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 5, lr: float = 1e-3,
                   batch_size: int = 128, hidden: int = 512, seed: int | None = None, adversarial: float = 0.0,
-                  progress: bool | None = None) -> Decoder:
+                  progress: bool | None = None, condition: str | None = None) -> Decoder:
     r"""The black-box attack: query the client's layers with the attacker's own images ``x_aux``
     (``[N, *model.input_shape]``, same distribution, disjoint from the victims'), and fit a
     :class:`Decoder` from representations back to images. ``model`` is only queried
@@ -271,6 +297,10 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     :math:`\mathrm{MSE}(G(h), x) + w\,\mathrm{BCE}(D(G(h)), \text{real})`, the two updated in
     turn on every batch, both with Adam at ``lr`` and betas (0.5, 0.999). The paper's Eq. (7) is
     not legible to us; this form, the critic and ``w`` are ours.
+
+    ``condition="label"`` trains a :class:`LabelDecoder` instead: it also sees the class that the
+    server's own layers predict from each representation (an attacker who knows that MixCon hides
+    class differences in ``h``, and that the server predicts the class anyway).
     """
     seed = resolve_seed(seed)
     if not isinstance(model, SplitNet):
@@ -287,8 +317,19 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
     with torch.no_grad():
         h_aux = torch.cat([model.forward_to(x_aux[i:i + 1000], cut) for i in range(0, len(x_aux), 1000)])
     model.train(was_training)
+    if condition not in (None, "label"):
+        raise ValueError(f"Unknown condition {condition!r}; expected None (the representation only) or "
+                         "'label' (also the class the server's layers predict).")
     torch.manual_seed(int(seed))
-    decoder = Decoder(h_aux.shape[1:], x_aux.shape[1:], hidden)
+    if condition == "label":
+        def classify(h, _model=model, _cut=cut):
+            return _model.forward_from(h, _cut)
+
+        with torch.no_grad():
+            n_classes = classify(h_aux[:1]).shape[1]
+        decoder = LabelDecoder(h_aux.shape[1:], x_aux.shape[1:], classify, n_classes, hidden)
+    else:
+        decoder = Decoder(h_aux.shape[1:], x_aux.shape[1:], hidden)
     betas = (0.5, 0.999) if adversarial > 0 else (0.9, 0.999)
     opt = torch.optim.Adam(decoder.parameters(), lr=lr, betas=betas)
     if adversarial > 0:

@@ -36,7 +36,7 @@ def _strongest(p, key):
 
 def _rule(points, drop, min_drop, strict_acc=False, strict_ssim=False, select_on="pick_ssim",
           select_acc="accuracy_select", same_attack=True, keep_within=False, evaluate=True,
-          only=None):
+          only=None, select_attack_by="pick_ssim", evaluate_attack_by="ssim", evaluate_all=False):
     """The sweet-spot rule with one knob to get wrong."""
     v = next(p for p in points if p["lam"] == 0 and p["beta"] == 0)
     ge = (lambda a, b: a > b) if strict_acc else (lambda a, b: a >= b)
@@ -48,13 +48,19 @@ def _rule(points, drop, min_drop, strict_acc=False, strict_ssim=False, select_on
     attack = (lambda p, k: only) if only else _strongest
     if not ok:
         return None
-    c = min(ok, key=lambda p: p[attack(p, key)][key])
+
+    def good(c):
+        a = attack(c, evaluate_attack_by)
+        ref = v[a]["ssim"] if same_attack else v[_strongest(v, "ssim")]["ssim"]
+        return ge(c["accuracy"], v["accuracy"] - drop) and le(c[a]["ssim"], (1 - min_drop) * ref)
+
+    if evaluate_all:                      # evaluates every point on the victims, keeps the best
+        passing = [p for p in ok if good(p)]
+        return min(passing, key=lambda p: p[attack(p, key)][key]) if passing else None
+    c = min(ok, key=lambda p: p[attack(p, select_attack_by if key == "pick_ssim" else key)][key])
     if not evaluate:
         return c
-    a = attack(c, "ssim")
-    ref = v[a]["ssim"] if same_attack else v[_strongest(v, "ssim")]["ssim"]
-    good = ge(c["accuracy"], v["accuracy"] - drop) and le(c[a]["ssim"], (1 - min_drop) * ref)
-    return c if good else None
+    return c if good(c) else None
 
 
 def test_check_sweet_spot():
@@ -66,7 +72,10 @@ def test_check_sweet_spot():
              "vanilla's strongest attack": dict(same_attack=False),
              "keeps within-class and normalised": dict(keep_within=True),
              "never evaluates": dict(evaluate=False), "white-box only": dict(only="whitebox"),
-             "decoder only": dict(only="decoder")}
+             "decoder only": dict(only="decoder"),
+             "evaluates every point": dict(evaluate_all=True),
+             "selects by the victims' strongest attack": dict(select_attack_by="ssim"),
+             "evaluates the pick images' strongest attack": dict(evaluate_attack_by="pick_ssim")}
     for name, knob in wrong.items():
         verdict = exercises.check_sweet_spot(lambda p, d, m, knob=knob: _rule(p, d, m, **knob))
         assert not verdict and "expected" in verdict.message, name

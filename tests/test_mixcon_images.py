@@ -179,7 +179,7 @@ def test_credit_needs_an_attack_that_works():
 
 def test_within_class_comparison_matches_accuracy(monkeypatch):
     accs = {0.0: 0.70, 0.01: 0.78, 0.1: 0.60}
-    monkeypatch.setattr(mi, "run_point", lambda lam, beta, data, cfg, pairs, attacks: {
+    monkeypatch.setattr(mi, "run_point", lambda lam, beta, data, cfg, pairs, attacks, progress: {
         "lam": lam, "beta": beta, "pairs": pairs, "accuracy": accs[beta]})
     point = _pt(1.0, 0.1, 0.77, 0.1)
     wc = mi.within_class_comparison(point, None, tiny(), betas=[0.0, 0.01, 0.1])
@@ -216,3 +216,25 @@ def test_script_prints_json_rows(monkeypatch, capsys):
     assert all(r["ssim_cosine"] is None for r in out)            # not a fast-mode attack
     assert all(r["ssim_strongest"] >= r["ssim_adaptive"] for r in out)
     assert sum(r["selected"] for r in out) <= 1
+
+
+def test_against_vanilla_and_excess_removed():
+    rng = np.random.default_rng(1)
+    per = lambda m: list(m + 0.01 * rng.standard_normal(20))   # noqa: E731
+
+    def pt(lam, beta, s, **kw):
+        return {"lam": lam, "beta": beta, "pairs": kw.get("pairs", "across"),
+                "form": kw.get("form", "raw"), "decoder": {"ssim": s, "ssim_per_victim": per(s)}}
+
+    pts = [pt(0, 0, 0.6), pt(1, 0.1, 0.5), pt(1, 1, 0.7), pt(3, 0.1, 0.6),
+           pt(1, 0.1, 0.1, pairs="within"), pt(1, 0.1, 0.1, form="normalised")]
+    rows = mi.against_vanilla(pts)
+    assert [(p["lam"], p["beta"]) for p, _, _ in rows] == [(1, 0.1), (1, 1), (3, 0.1)]
+    assert [a for _, a, _ in rows] == ["decoder"] * 3
+    less, more, same = (c for _, _, c in rows)
+    assert less.a_better and more.b_better and not (same.a_better or same.b_better)
+    base = {"ssim": 0.4}
+    assert mi.excess_removed(pts[1], pts[0], base) == pytest.approx(0.5)    # 0.2 above -> 0.1
+    assert mi.excess_removed(pts[2], pts[0], base) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="does not beat the label-only"):
+        mi.excess_removed(pts[1], pts[0], {"ssim": 0.7})

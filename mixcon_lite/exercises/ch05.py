@@ -100,8 +100,17 @@ def _spot_cases():
     # f: a clear sweet spot, well inside both bars
     f = [_point(0, 0, 0.9, {D: 0.6, W: 0.4}), _point(3, 0.1, 0.89, {D: 0.2, W: 0.1}),
          _point(1, 0.1, 0.9, {D: 0.5, W: 0.3})]
+    # g: the candidate fails on the victims while another eligible point would clear: no sweet
+    #    spot (evaluating every point and keeping one that clears is selecting on the victims)
+    g = [_point(0, 0, 0.8, {D: 0.6}), _point(1, 0.1, 0.8, {D: (0.5, 0.1)}),
+         _point(1, 1, 0.8, {D: (0.2, 0.3)})]
+    # h: the selection step ranks by the strongest attack *on the pick images*
+    h = [_point(0, 0, 0.8, {D: 0.6, W: 0.6}), _point(1, 0.1, 0.8, {D: (0.1, 0.45), W: (0.5, 0.3)}),
+         _point(1, 1, 0.8, {D: (0.2, 0.4), W: (0.15, 0.1)})]
+    # i: the evaluation step uses the strongest attack *on the victims*
+    i = [_point(0, 0, 0.8, {D: 0.6, W: 0.6}), _point(1, 0.1, 0.8, {D: (0.2, 0.1), W: (0.5, 0.05)})]
     return [(a, 0.0625), (a, 0.03125), (b, 0.02), (c, 0.02), (d, 0.02), (e, 0.02), (f, 0.02),
-            (f, 0.005)]
+            (f, 0.005), (g, 0.02), (h, 0.02), (i, 0.02)]
 
 
 def check_sweet_spot(fn) -> CheckResult:
@@ -116,7 +125,7 @@ def check_sweet_spot(fn) -> CheckResult:
        for its strongest attack ``a`` on the victims (highest ``p[a]["ssim"]``) at most
        ``(1 - min_drop)`` times vanilla's ``v[a]["ssim"]``; return it if both hold, else ``None``.
 
-    Compared with the package on eight lists, two with points exactly on the bars."""
+    Compared with the package on eleven lists, two with points exactly on the bars."""
     from ..experiments.mixcon_images import MIN_DROP, sweet_spot
 
     for points, drop in _spot_cases():
@@ -145,7 +154,7 @@ def check_sweet_spot(fn) -> CheckResult:
                                       "point on accuracy and the victims' SSIM of its strongest "
                                       "attack against the same attack on vanilla; both bars include "
                                       "their edge (>= and <=).")
-    return CheckResult(True, "the same choice as the package on eight grids: selection on its own "
+    return CheckResult(True, "the same choice as the package on eleven grids: selection on its own "
                              "data, the strongest attack, both bars inclusive, and grids with no "
                              "sweet spot.")
 

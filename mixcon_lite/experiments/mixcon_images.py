@@ -439,7 +439,9 @@ def credit(point: dict, v: dict, baseline: dict, start: dict) -> dict:
     """The paired tests (over the victims) behind crediting ``point`` as a defence: its strongest
     attack ``a``; ``works`` (``a`` beats both the label-only ``baseline`` and the attack's
     ``start`` on vanilla), ``drop`` (vanilla minus ``point`` under ``a``, a
-    :class:`~mixcon_lite.stats.Comparison`), and ``credited`` = works and the drop beyond noise."""
+    :class:`~mixcon_lite.stats.Comparison`), and ``credited`` = works and the drop beyond noise.
+    (``credited`` does not include the size of the drop: a sweet spot also needs
+    :func:`clears_bar`.)"""
     a = strongest(point)
     vs_base = stats.paired(v[a]["ssim_per_victim"], baseline["ssim_per_victim"])
     vs_start = stats.paired(v[a]["ssim_per_victim"], start["ssim_per_victim"])
@@ -449,6 +451,35 @@ def credit(point: dict, v: dict, baseline: dict, start: dict) -> dict:
     works = bool(vs_base.a_better and vs_start.a_better)
     return {"attack": a, "works": works, "vs_baseline": vs_base, "vs_start": vs_start,
             "drop": drop, "credited": works and bool(drop.a_better)}
+
+
+def against_vanilla(points: list[dict]) -> list[tuple[dict, str, "stats.Comparison"]]:
+    """For every MixCon point (cross-class, raw form), its strongest attack ``a`` and the paired
+    comparison (over the victims) of vanilla's SSIM under ``a`` against the point's: ``a_better``
+    means the point recovers less than vanilla beyond the noise, ``b_better`` more. Works on
+    :func:`run_grid` points and on the plain points of a record."""
+    v = vanilla(points)
+    out = []
+    for p in points:
+        if p is v or p.get("pairs", "across") != "across" or p.get("form", "raw") != "raw":
+            continue
+        a = strongest(p)
+        out.append((p, a, stats.paired(v[a]["ssim_per_victim"], p[a]["ssim_per_victim"],
+                                       names=("vanilla", f"({p['lam']:g}, {p['beta']:g})"),
+                                       verb="recovered more than")))
+    return out
+
+
+def excess_removed(point: dict, v: dict, baseline: dict) -> float:
+    """The share of vanilla's leak *above the label-only baseline* that ``point`` removes, under
+    ``point``'s strongest attack ``a``: ``1 - (point[a] - baseline) / (v[a] - baseline)`` (mean raw
+    SSIMs); 1 = down to what the label alone gives, 0 = no change, negative = more."""
+    a = strongest(point)
+    above = v[a]["ssim"] - baseline["ssim"]
+    if not above > 0:
+        raise ValueError(f"The {a} attack does not beat the label-only baseline on vanilla "
+                         f"({v[a]['ssim']:.3f} vs {baseline['ssim']:.3f}): no leak to remove.")
+    return 1 - (point[a]["ssim"] - baseline["ssim"]) / above
 
 
 def within_class_comparison(point: dict, data: dict, cfg: dict, betas=None, attacks=None,

@@ -238,3 +238,13 @@ def test_against_vanilla_and_excess_removed():
     assert mi.excess_removed(pts[2], pts[0], base) == pytest.approx(-0.5)
     with pytest.raises(ValueError, match="does not beat the label-only"):
         mi.excess_removed(pts[1], pts[0], {"ssim": 0.7})
+
+
+def test_add_attacks_keeps_the_strongest_consistent():
+    data, cfg = _data(), tiny()
+    p = mi.run_point(1.0, 0.1, data, cfg, attacks=["decoder"])
+    assert mi.attacks_of(p) == ["decoder"] and p["strongest"] == "decoder"
+    assert mi.add_attacks(p, data, cfg, ["cosine", "adaptive"]) is p
+    assert mi.attacks_of(p) == ["cosine", "decoder", "adaptive"]
+    assert p["strongest"] == max(mi.attacks_of(p), key=lambda a: p[a]["ssim"])
+    assert p["ssim_strongest"] == p[p["strongest"]]["ssim"]

@@ -322,8 +322,8 @@ def train_decoder(model: SplitNet, cut: str, x_aux: torch.Tensor, epochs: int = 
                          "'label' (also the class the server's layers predict).")
     torch.manual_seed(int(seed))
     if condition == "label":
-        def classify(h, _model=model, _cut=cut):
-            return _model.forward_from(h, _cut)
+        def classify(h):
+            return model.forward_from(h, cut)
 
         with torch.no_grad():
             n_classes = classify(h_aux[:1]).shape[1]

@@ -350,11 +350,20 @@ def run_point(lam: float, beta: float, data: dict, cfg: dict, pairs: str = "acro
     out = {"lam": float(lam), "beta": float(beta), "pairs": pairs,
            "form": form or cfg["loss"]["form"], "model": model, "accuracy": float(acc),
            "accuracy_select": float(evaluate(model, data["x_select"], data["y_select"])["accuracy"]),
-           **separability(model, data, cfg), **attack(model, data, cfg, attacks)}
-    out["strongest"] = strongest(out)
-    out["ssim_strongest"] = out[out["strongest"]]["ssim"]
+           **separability(model, data, cfg)}
+    add_attacks(out, data, cfg, cfg["attacks"] if attacks is None else attacks)
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def add_attacks(point: dict, data: dict, cfg: dict, attacks) -> dict:
+    """Run ``attacks`` on ``point["model"]`` (a :func:`run_point` result), store each under its
+    name and update ``strongest`` and ``ssim_strongest`` over every attack the point now has.
+    Returns ``point``."""
+    point.update(attack(point["model"], data, cfg, attacks))
+    point["strongest"] = strongest(point)
+    point["ssim_strongest"] = point[point["strongest"]]["ssim"]
+    return point
 
 
 def grid_points(cfg: dict) -> list[tuple[float, float]]:

@@ -168,6 +168,56 @@ def test_batched_lbfgs_null_pairs_are_ignored():
     assert torch.allclose(opt.direction(g2), -g2 * 1.0)   # no pair held: steepest descent
 
 
+def _torch_lbfgs_trajectory(x0, steps, history):
+    xr = x0.clone().requires_grad_(True)
+    ref = torch.optim.LBFGS([xr], lr=1, max_iter=1, history_size=history, tolerance_grad=-1,
+                            tolerance_change=-1)
+    out = []
+    for _ in range(steps):
+        def closure():
+            ref.zero_grad()
+            loss = _convex(xr)
+            loss.backward()
+            return loss
+        ref.step(closure)
+        out.append(xr.detach().clone())
+    return torch.stack(out)
+
+
+def test_batched_lbfgs_row_recovers_after_a_diverged_step_and_reset():
+    """Regression: a row whose gradient became NaN is re-drawn and reset (as dlg does); from its new
+    point it must follow torch.optim.LBFGS exactly, and the other rows must be untouched. (Null pairs
+    used to be written as ``s * 0``, and NaN * 0 = NaN poisoned the reset row's history.)"""
+    torch.manual_seed(2)
+    K, dim, history, before, after = 3, 5, 100, 6, 12
+    x0 = torch.randn(K, dim, dtype=torch.float64)
+    opt = BatchedLBFGS(K, dim, history_size=history, dtype=torch.float64)
+    x = x0.clone()
+    traj = []
+    for step in range(before + 1 + after):
+        xx = x.clone().requires_grad_(True)
+        g, = torch.autograd.grad(_convex(xx).sum(), xx)
+        if step == before:                       # row 1 diverges: non-finite gradient
+            g = g.clone()
+            g[1] = float("nan")
+        x = opt.step(x, g)
+        if step == before:
+            assert torch.isnan(x[1]).all() and torch.isfinite(x[[0, 2]]).all()
+            fresh_start = torch.randn(dim, dtype=torch.float64)
+            x[1] = fresh_start
+            opt.reset(torch.tensor([False, True, False]))
+        traj.append(x.clone())
+    traj = torch.stack(traj, 1)                  # [K, steps, dim]
+    assert torch.isfinite(opt.S).all() and torch.isfinite(opt.SY).all(), "history poisoned by NaN"
+    # the reset row, from its new point, is torch's L-BFGS from that point
+    ref = _torch_lbfgs_trajectory(fresh_start, after, history)
+    assert torch.allclose(traj[1, before + 1:], ref, atol=1e-10)
+    # the other rows never saw the divergence
+    for k in (0, 2):
+        ref = _torch_lbfgs_trajectory(x0[k], before + 1 + after, history)
+        assert torch.allclose(traj[k], ref, atol=1e-10), k
+
+
 def test_batched_lbfgs_reset_and_bad_shapes():
     opt = BatchedLBFGS(2, 3, history_size=4)
     x = torch.zeros(2, 3)

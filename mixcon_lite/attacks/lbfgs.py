@@ -113,8 +113,9 @@ class BatchedLBFGS:
             return self._chrono(_rows_dot(self.S, g)), self._chrono(_rows_dot(self.Y, g))
         h = self.head
         s, y = x - self.x_prev, g - self.g_prev
-        accept = ~fresh & ((s * y).sum(1, keepdim=True) > 1e-10)
-        s, y = s * accept, y * accept
+        accept = ~fresh & ((s * y).sum(1, keepdim=True) > 1e-10)   # False where s or y is NaN
+        zero = torch.zeros((), dtype=s.dtype, device=s.device)
+        s, y = torch.where(accept, s, zero), torch.where(accept, y, zero)   # not s * accept: NaN * 0 = NaN
         self.S[:, h] = s
         self.Y[:, h] = y
         if self.count == self.m:                                    # drop the oldest pair

@@ -63,28 +63,33 @@ def _victim(picture: torch.Tensor, label: int, num_classes: int, seed: int = 123
     return model, grads
 
 
-def reference_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, iterations: int = 300,
-                  seed: int = 1234, mse_goal: float = MSE_GOAL) -> dict:
-    """DLG's published loop on one picture, stopped by the oracle ``MSE(dummy, picture) < mse_goal``
-    checked after every ``LBFGS.step``. Returns ``solved``, ``iterations`` (``step`` calls),
-    ``evaluations`` (closure calls), ``seconds``, ``mse``."""
-    model = DLGLeNet(in_channels=picture.shape[0], num_classes=num_classes, input_size=picture.shape[-1], seed=None)
-    torch.manual_seed(seed)                                   # as DLG's main.py: seed, init, gradient, dummies
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-0.5, 0.5)
+#: DLG's budget: 300 ``LBFGS.step`` calls of up to 20 evaluations each.
+EVALUATIONS = 6000
+REFERENCE_CALLS = 300
+
+
+def torch_lbfgs_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 0,
+                    line_search: str | None = None, evaluations: int = EVALUATIONS,
+                    calls: int = REFERENCE_CALLS, mse_goal: float = MSE_GOAL) -> dict:
+    """DLG's published loop on one picture: ``torch.optim.LBFGS`` (lr 1, history 100, up to 20
+    iterations per ``step``; ``line_search="strong_wolfe"`` adds torch's line search), dummy image
+    and label logits N(0, 1) from ``seed``, at most ``calls`` ``step`` calls; it also stops once
+    ``evaluations`` closure calls have run (the ``step`` call in progress finishes, so a line search
+    may overrun by a few). It stops as soon as the private picture's MSE is below ``mse_goal``, checked
+    after every ``step`` call: an *oracle* an attacker does not have, which can only help it.
+    Returns ``solved``, ``calls``, ``evaluations`` (closure calls run), ``evaluations_to_goal``
+    (``None`` when unsolved), ``seconds``, ``mse``."""
+    model, target = _victim(picture, label, num_classes)
     params = list(model.parameters())
     gt = picture[None]
-    onehot = F.one_hot(torch.tensor([label]), num_classes).float()
-    loss = -(onehot * F.log_softmax(model(gt), -1)).sum(-1).mean()
-    target = [g.detach().clone() for g in torch.autograd.grad(loss, params)]
-    dummy = torch.randn(gt.shape).requires_grad_(True)
-    dummy_label = torch.randn(onehot.shape).requires_grad_(True)
-    opt = torch.optim.LBFGS([dummy, dummy_label])
-    calls = [0]
+    gen = torch.Generator().manual_seed(int(seed))
+    dummy = torch.randn(gt.shape, generator=gen).requires_grad_(True)
+    dummy_label = torch.randn(1, num_classes, generator=gen).requires_grad_(True)
+    opt = torch.optim.LBFGS([dummy, dummy_label], line_search_fn=line_search)
+    count = [0]
 
     def closure():
-        calls[0] += 1
+        count[0] += 1
         opt.zero_grad()
         pred = model(dummy)
         dummy_loss = -(F.softmax(dummy_label, -1) * F.log_softmax(pred, -1)).sum(-1).mean()
@@ -94,32 +99,82 @@ def reference_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, ite
         return diff
 
     t0 = time.perf_counter()
-    mse, it = float("nan"), 0
-    for it in range(1, iterations + 1):
+    mse, it, to_goal = float("nan"), 0, None
+    for it in range(1, calls + 1):
         opt.step(closure)
         mse = float(((dummy.detach() - gt) ** 2).mean())
         if mse < mse_goal:
+            to_goal = count[0]
             break
-    return {"solved": bool(mse < mse_goal), "iterations": it, "evaluations": calls[0],
-            "seconds": time.perf_counter() - t0, "mse": mse}
+        if count[0] >= evaluations:
+            break
+    return {"solved": to_goal is not None, "calls": it, "evaluations": count[0],
+            "evaluations_to_goal": to_goal, "seconds": time.perf_counter() - t0, "mse": mse}
 
 
-#: The settings of our attack in the comparison (ours: see chapter 06 for why these).
-DLG_SETTINGS = dict(steps=3000, restarts=1)
+def reference_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 0, **kw) -> dict:
+    """The reference: DLG's loop as published (no line search), see :func:`torch_lbfgs_dlg`."""
+    return torch_lbfgs_dlg(picture, label, num_classes, seed=seed, line_search=None, **kw)
 
 
-def ours_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 0, **settings) -> dict:
-    """:func:`~mixcon_lite.attacks.gradients.dlg` on one picture (no oracle: it stops on the gradient
-    distance); scored afterwards. Returns ``solved``, ``steps``, ``seconds`` (including the attack's
-    setup), ``mse``, ``label_ok``."""
-    kw = {**DLG_SETTINGS, **settings}
+def strong_wolfe_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 0, **kw) -> dict:
+    """DLG's loop with ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``, see :func:`torch_lbfgs_dlg`."""
+    return torch_lbfgs_dlg(picture, label, num_classes, seed=seed, line_search="strong_wolfe", **kw)
+
+
+#: Our attack and its two ablations: name -> settings of :func:`~mixcon_lite.attacks.gradients.dlg`
+#: (beyond the package defaults: mid-grey start, steps capped at 5). ``dlg_randn`` takes DLG's
+#: N(0, 1) start and keeps the cap; ``dlg_nocap`` keeps the grey start and drops the cap.
+DLG_VARIANTS = {
+    "dlg": dict(),
+    "dlg_randn": dict(init="randn"),
+    "dlg_nocap": dict(max_step=None),
+}
+
+
+def ours_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: int = 0,
+             evaluations: int = EVALUATIONS, mse_goal: float = MSE_GOAL, **settings) -> dict:
+    """:func:`~mixcon_lite.attacks.gradients.dlg` on one picture, one start, at most ``evaluations``
+    steps (one evaluation each). No oracle: it stops on the gradient distance alone (relative
+    tolerance 1e-7) and returns its best iterate by gradient distance, scored afterwards: ``solved``
+    when that returned image has MSE below ``mse_goal``. ``evaluations_to_goal``: the first step at
+    which the best iterate so far was below the goal (the cost an oracle stop would have paid).
+    ``seconds`` is the whole run (including the steps past the goal that a stop without oracle
+    needs)."""
     model, grads = _victim(picture, label, num_classes)
     t0 = time.perf_counter()
-    res = dlg(model, grads, tuple(picture.shape), num_classes, seed=seed, progress=False, **kw)
+    res = dlg(model, grads, tuple(picture.shape), num_classes, steps=evaluations, seed=seed,
+              snapshot_every=1, progress=False, **settings)
     seconds = time.perf_counter() - t0
+    curve = [float(((snap - picture) ** 2).mean()) for _, snap in res.history["snapshots"]]
+    hits = [i for i, m in enumerate(curve) if m < mse_goal]
     mse = float(((res.reconstruction[0] - picture) ** 2).mean())
-    return {"solved": bool(mse < MSE_GOAL), "steps": res.extras["steps"], "seconds": seconds, "mse": mse,
-            "label_ok": int(res.labels[0]) == label, "restarts": kw["restarts"]}
+    return {"solved": bool(mse < mse_goal), "evaluations": res.extras["steps"],
+            "evaluations_to_goal": hits[0] + 1 if hits else None, "seconds": seconds, "mse": mse,
+            "label_ok": int(res.labels[0]) == label}
+
+
+def contestants() -> dict:
+    """Every contestant of the race: prefix -> function ``(picture, label, classes, seed) -> dict``."""
+    out = {name: (lambda kw: lambda *a, **k: ours_dlg(*a, **kw, **k))(kw) for name, kw in DLG_VARIANTS.items()}
+    out["reference"] = reference_dlg
+    out["strong_wolfe"] = strong_wolfe_dlg
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Success count with its 95 % Wilson interval, and the costs of the solved trials."""
+    from .stats import proportion_interval
+
+    solved = [r for r in rows if r["solved"]]
+    k, n = len(solved), len(rows)
+    _, low, high = proportion_interval(k, n)
+    to_goal = [r["evaluations_to_goal"] for r in solved if r["evaluations_to_goal"] is not None]
+    return {"solved": k, "trials": n, "solved_low": low, "solved_high": high,
+            "median_evaluations": statistics.median(to_goal) if to_goal else None,
+            "median_evaluations_run": statistics.median(r["evaluations"] for r in rows),
+            "median_seconds": statistics.median(r["seconds"] for r in rows),
+            "median_seconds_solved": statistics.median(r["seconds"] for r in solved) if solved else None}
 
 
 def step_ratios(size: int = 32, num_classes: int = 100, steps: int = 40, repeats: int = 5) -> dict:
@@ -163,27 +218,53 @@ def step_ratios(size: int = 32, num_classes: int = 100, steps: int = 40, repeats
             "batched_restarts_speedup": min(seq) / min(eight), "restarts_batched": 8, "timing_steps": steps}
 
 
-def gradients_bench(tiny: bool = False, pictures=PICTURES) -> dict:
-    """Everything above; ``tiny`` uses 8x8 inputs, 10 classes, one picture and few steps."""
+def race(pictures=PICTURES, seeds: int = 8, size: int = 32, num_classes: int = 100,
+         evaluations: int = EVALUATIONS, calls: int = REFERENCE_CALLS, which=None,
+         progress: bool | None = None) -> dict:
+    """Every contestant on ``seeds`` x ``pictures`` trials (label ``i`` for picture ``i``; DLG's
+    network from seed 1234 for every trial, the seed draws the dummy start). Returns
+    ``{prefix: {"runs": [...], **summarise(runs)}}``."""
+    from .utils import progress_bar
+
+    images = skimage_crops(list(pictures), size=size)
+    funcs = contestants()
+    which = list(funcs) if which is None else list(which)
+    jobs = [(name, i, s) for s in range(int(seeds)) for i in range(len(pictures)) for name in which]
+    runs = {name: [] for name in which}
+    for name, i, s in progress_bar(jobs, desc="race", progress=progress):
+        kw = {"evaluations": evaluations}
+        if name in ("reference", "strong_wolfe"):
+            kw["calls"] = calls
+        row = funcs[name](images[i], i, num_classes, seed=s, **kw)
+        runs[name].append({"picture": pictures[i], "seed": s, **row})
+    return {name: {"runs": rows, **summarise(rows)} for name, rows in runs.items()}
+
+
+def gradients_bench(tiny: bool = False, pictures=PICTURES, seeds: int = 8, progress: bool | None = None) -> dict:
+    """Step costs (:func:`step_ratios`) and the race (:func:`race`), flattened to
+    ``<prefix>solved``, ``<prefix>trials``, ``<prefix>median_evaluations``, ... keys; ``tiny`` uses
+    8x8 inputs, 10 classes, one picture, two seeds and a budget of 40 evaluations."""
     size, classes = (8, 10) if tiny else (32, 100)
     pictures = list(pictures)[:1] if tiny else list(pictures)
     out = step_ratios(size, classes, steps=4 if tiny else 40, repeats=1 if tiny else 5)
-    images = skimage_crops(pictures, size=size)
-    ref_iters = 3 if tiny else 300
-    extra = dict(steps=20) if tiny else {}
-    ref_rows, our_rows = [], []
-    for i, name in enumerate(pictures):
-        ref_rows.append({"picture": name, **reference_dlg(images[i], i, classes, iterations=ref_iters)})
-        our_rows.append({"picture": name, **ours_dlg(images[i], i, classes, **extra)})
-    for key, rows in (("reference", ref_rows), ("dlg", our_rows)):
-        solved = [r for r in rows if r["solved"]]
-        out[f"{key}_solved"] = len(solved)
-        out[f"{key}_median_seconds"] = statistics.median(r["seconds"] for r in rows)
-        out[f"{key}_median_seconds_solved"] = (statistics.median(r["seconds"] for r in solved) if solved
-                                               else None)
-        out[f"{key}_runs"] = rows
+    budget = dict(evaluations=40, calls=3) if tiny else {}
+    results = race(pictures, seeds=2 if tiny else seeds, size=size, num_classes=classes, progress=progress,
+                   **budget)
+    for prefix, summary in results.items():
+        for key, value in summary.items():
+            out[f"{prefix}_{key}"] = value
+    from .stats import paired
+
+    for other in [p for p in results if p != "dlg"]:     # paired over the same (picture, seed) trials
+        a = [float(r["solved"]) for r in results["dlg"]["runs"]]
+        b = [float(r["solved"]) for r in results[other]["runs"]]
+        c = paired(a, b, names=("dlg", other), n_resamples=2000)
+        out[f"dlg_minus_{other}_solved_rate"] = [c.difference, c.low, c.high]
     out["pictures"] = len(pictures)
-    out["dlg_settings"] = dict(DLG_SETTINGS, **extra)
+    out["seeds"] = 2 if tiny else int(seeds)
+    out["evaluation_budget"] = budget.get("evaluations", EVALUATIONS)
+    out["reference_call_budget"] = budget.get("calls", REFERENCE_CALLS)
+    out["dlg_variants"] = {k: dict(v) for k, v in DLG_VARIANTS.items()}
     return out
 
 
@@ -197,11 +278,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a seconds-long run on tiny inputs (plumbing check)")
     parser.add_argument("--save", action="store_true", help="also write book/results/<topic>_bench.json")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--seeds", type=int, default=8, help="dummy starts per picture in the race (default 8)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
-    results = TOPICS[args.topic](tiny=args.tiny)
+    results = TOPICS[args.topic](tiny=args.tiny, seeds=args.seeds, progress=not args.json)
     if args.save:
         from .experiments import hardware, results_dir
 
@@ -215,7 +297,7 @@ def main(argv=None) -> int:
         print(json.dumps(results, indent=1))
     else:
         for key, value in results.items():
-            if not key.endswith("_runs"):
+            if not key.endswith("_runs") and key != "dlg_variants":
                 print(f"{key:>40}: {value:.3f}" if isinstance(value, float) else f"{key:>40}: {value}")
     return 0
 

@@ -19,6 +19,12 @@ def test_check_idlg_label():
     verdict = exercises.check_idlg_label(wrong_sign)
     assert not verdict and "largest" in verdict.message
     assert not exercises.check_idlg_label(lambda m, g: int(torch.argmin(g[0].sum((1, 2, 3)))))
+
+    def largest_magnitude(model, grads):           # right on most networks, tied on a confident one
+        _, i = final_linear(model)
+        return int(torch.argmax(grads[i].sum(1).abs()))
+    verdict = exercises.check_idlg_label(largest_magnitude)
+    assert not verdict and "confident in a wrong class" in verdict.message
     assert not exercises.check_idlg_label(lambda m, g: "seven")
     assert not exercises.check_idlg_label(lambda m, g: 1 / 0)
 
@@ -40,9 +46,11 @@ def test_check_cosine_distance():
 
 
 def test_check_pruning_defence():
-    assert exercises.check_pruning_defence(prune_gradients, 0.9)
-    verdict = exercises.check_pruning_defence(prune_gradients, 0.0)
+    assert exercises.check_pruning_defence(prune_gradients, 0.6)
+    verdict = exercises.check_pruning_defence(prune_gradients, 0.4)
     assert not verdict and "prune more" in verdict.message
+    verdict = exercises.check_pruning_defence(prune_gradients, 0.8)     # stops DLG, but not the smallest
+    assert not verdict and "smallest fraction" in verdict.message
 
     def largest_first(grads, fraction):               # prunes the wrong end
         out = []
@@ -52,6 +60,14 @@ def test_check_pruning_defence():
             flat[flat.abs().argsort(descending=True)[:k]] = 0
             out.append(flat.view(g.shape))
         return out
-    verdict = exercises.check_pruning_defence(largest_first, 0.9)
+    verdict = exercises.check_pruning_defence(largest_first, 0.6)
     assert not verdict and "smallest" in verdict.message
+
+    def global_threshold(grads, fraction):            # one threshold over all tensors together
+        flat = torch.cat([g.flatten() for g in grads]).abs()
+        t = flat.sort().values[round(fraction * flat.numel()) - 1]
+        return [torch.where(g.abs() <= t, torch.zeros_like(g), g) for g in grads]
+    verdict = exercises.check_pruning_defence(global_threshold, 0.6)
+    assert not verdict and "global" in verdict.message
     assert not exercises.check_pruning_defence(prune_gradients, 1.5)
+    assert not exercises.check_pruning_defence(prune_gradients, 0.5)   # not one of the choices

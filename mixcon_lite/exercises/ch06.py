@@ -19,9 +19,19 @@ def check_idlg_label(fn) -> CheckResult:
     g = torch.Generator().manual_seed(606)
     cases = [(3, 100, 32, "sigmoid"), (1, 10, 28, "sigmoid"), (3, 20, 16, "relu"), (1, 50, 12, "sigmoid")]
     trials = 0
-    for i, (c, classes, size, act) in enumerate(cases * 3):
+    # the last cases: a network confident in a wrong class of lower index (its final bias pushed up),
+    # where p_wrong = 1 - p_true in float32, so |row sums| tie and only the sign tells them apart
+    confident = [(1, 10, 12, "sigmoid", 0), (3, 20, 16, "relu", 3)]
+    for i, case in enumerate(cases * 3 + confident):
+        c, classes, size, act = case[:4]
         model = DLGLeNet(c, classes, size, activation=act, seed=1000 + i)
         label = int(torch.randint(0, classes, (1,), generator=g))
+        if len(case) == 5:
+            wrong = case[4]
+            label = max(label, wrong + 1)
+            with torch.no_grad():
+                final = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+                final.bias[wrong] += 60.0
         grads = shared_gradients(model, torch.rand(1, c, size, size, generator=g), torch.tensor([label]))
         out, fail = call_student(fn, model, [t.clone() for t in grads])
         if fail is not None:
@@ -33,8 +43,11 @@ def check_idlg_label(fn) -> CheckResult:
         if got != label:
             hint = ""
             w = grads[-2].sum(1)
-            if got == int(w.argmax()):
+            if got == int(w.argmax()) and len(case) == 4:
                 hint = " That is the row with the *largest* sum: which sign does the true class's row have?"
+            elif got == int(w.abs().argmax()):
+                hint = (" That is the row with the largest |sum|: on a network confident in a wrong class "
+                        "that row's sum is as large as the true class's, with the other sign.")
             return CheckResult(False, f"On a fresh {act} LeNet ({classes} classes, {c}x{size}x{size} input) the "
                                       f"label is {label}, your function says {got}.{hint}")
         trials += 1
@@ -72,12 +85,16 @@ def check_cosine_distance(fn) -> CheckResult:
                              "and the same whatever the candidate's scale.")
 
 
+#: The fractions the pruning exercise offers.
+PRUNE_CHOICES = (0.2, 0.4, 0.6, 0.8)
+
+
 def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
     """Chapter 06: ``prune_fn(gradients, fraction)`` must zero, in every tensor, the ``fraction`` of
     entries with the smallest magnitude; with the chosen ``fraction`` DLG must fail (pixel MSE above
     0.01) on a victim it recovers from the full gradient. The checker runs DLG on *your* pruned
     gradients."""
-    from ..attacks.gradients import dlg, shared_gradients
+    from ..attacks.gradients import dlg, prune_gradients, shared_gradients
     from ..data import skimage_crops
     from ..models import DLGLeNet
 
@@ -85,10 +102,11 @@ def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
         fraction = float(fraction)
     except (TypeError, ValueError):
         return CheckResult(False, "fraction must be a number in [0, 1).")
-    if not 0.0 <= fraction < 1.0:
-        return CheckResult(False, f"fraction must be in [0, 1), got {fraction}.")
+    if not any(math.isclose(fraction, f) for f in PRUNE_CHOICES):
+        return CheckResult(False, f"Choose fraction from {PRUNE_CHOICES}, got {fraction}.")
     g = torch.Generator().manual_seed(6)
-    probe = [torch.randn(7, 11, generator=g), torch.randn(40, generator=g)]
+    # tensors on different scales, as a network's layers are: a single global threshold fails here
+    probe = [100.0 * torch.randn(7, 11, generator=g), torch.randn(40, generator=g)]
     out, fail = call_student(prune_fn, [t.clone() for t in probe], 0.5)
     if fail is not None:
         return fail
@@ -98,8 +116,14 @@ def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
         k = round(0.5 * t.numel())
         kept = p != 0
         if int((~kept).sum()) != k or not torch.equal(p[kept], t[kept]):
+            hint = ""
+            flat = torch.cat([q.flatten() for q in probe]).abs()
+            threshold = flat.sort().values[round(0.5 * flat.numel()) - 1]
+            if torch.equal(p == 0, t.abs() <= threshold):
+                hint = (" Your threshold looks global (one over all tensors together); prune each tensor "
+                        "by its own magnitudes.")
             return CheckResult(False, f"With fraction 0.5 a tensor of {t.numel()} entries should have its {k} "
-                                      f"smallest-magnitude entries zeroed and the rest unchanged.")
+                                      f"smallest-magnitude entries zeroed and the rest unchanged.{hint}")
         if kept.any() and (~kept).any() and t[~kept].abs().max() > t[kept].abs().min():
             return CheckResult(False, "You zeroed entries that are larger in magnitude than some you kept: "
                                       "prune by |value|, smallest first, within each tensor.")
@@ -109,12 +133,24 @@ def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
     pruned, fail = call_student(prune_fn, [t.clone() for t in grads], fraction)
     if fail is not None:
         return fail
-    kw = dict(steps=400, restarts=1, init="grey", max_step=5.0, progress=False)
-    res = dlg(model, pruned, (3, 16, 16), 10, **kw)
-    mse = float(((res.reconstruction.clamp(0, 1) - picture) ** 2).mean())
+    kw = dict(steps=400, restarts=1, init="grey", max_step=5.0, seed=0, progress=False)
+
+    def attack(g_pruned):
+        res = dlg(model, g_pruned, (3, 16, 16), 10, **kw)
+        return float(((res.reconstruction.clamp(0, 1) - picture) ** 2).mean())
+
+    mse = attack(pruned)
     zeros = sum(int((t == 0).sum()) for t in pruned) / sum(t.numel() for t in pruned)
     if mse <= 0.01:
         return CheckResult(False, f"With {100 * zeros:.0f} % of the gradient zeroed DLG still recovers the picture "
                                   f"(MSE {mse:.4f} <= 0.01): prune more.")
+    smaller = [f for f in PRUNE_CHOICES if f < fraction - 1e-9]
+    if smaller:
+        below = attack(prune_gradients(grads, smaller[-1]))
+        if below > 0.01:
+            return CheckResult(False, f"{fraction:g} stops DLG (MSE {mse:.3f}), but so does {smaller[-1]:g} "
+                                      f"(MSE {below:.3f}): the question asks for the smallest fraction that does.")
     return CheckResult(True, f"with {100 * zeros:.0f} % of the gradient zeroed DLG's reconstruction has MSE "
-                             f"{mse:.3f} (> 0.01): this attack fails. What would the pruning cost the training?")
+                             f"{mse:.3f} (> 0.01), and at the next smaller choice DLG still recovers the picture: "
+                             "this is the smallest fraction that stops it here. What would the pruning cost the "
+                             "training?")

@@ -290,6 +290,26 @@ def test_invert_gradients_improves_and_respects_the_box():
     assert l2.reconstruction.shape == (1, 3, 8, 8)
 
 
+def test_invert_gradients_sweeps_the_tv_weight_across_restarts():
+    """One TV weight per restart: each row optimises its own objective, independently of the
+    others (row 1 of a [w0, w1] sweep equals row 1 of a [w1, w1] run from the same starts)."""
+    model = small_lenet(seed=6, classes=5, activation="relu")
+    x = smooth_images(1, seed=4)
+    grads = shared_gradients(model, x, torch.tensor([3]))
+    kw = dict(steps=40, restarts=2, seed=3, keep_all=True, progress=False)
+    sweep = invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), tv_weight=[0.0, 0.5], **kw)
+    same = invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), tv_weight=[0.5, 0.5], **kw)
+    none = invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), tv_weight=[0.0, 0.0], **kw)
+    a, b, c = (r.extras["all_reconstructions"] for r in (sweep, same, none))
+    assert a.shape == (2, 1, 3, 8, 8)
+    assert torch.allclose(a[1], b[1], atol=1e-5) and torch.allclose(a[0], c[0], atol=1e-5)
+    assert not torch.allclose(a[0], a[1], atol=1e-3)
+    from mixcon_lite.attacks.features import total_variation
+    assert total_variation(a[1]).mean() < total_variation(a[0]).mean()     # the heavier TV is smoother
+    with pytest.raises(ValueError, match="one per restart"):
+        invert_gradients(model, grads, (3, 8, 8), torch.tensor([3]), tv_weight=[0.1, 0.2, 0.3], restarts=2)
+
+
 @pytest.mark.parametrize("call", [
     lambda m, g: dlg(m, g, (3, 8, 8), 5, n=0),
     lambda m, g: dlg(m, g, (3, 8, 8), 5, steps=0),

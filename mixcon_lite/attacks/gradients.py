@@ -522,9 +522,10 @@ DISTANCES = ("cosine", "l2")
 
 
 def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Tensor, steps: int = 1000,
-                     restarts: int = 1, seed: int | None = None, lr: float = 0.1, tv_weight: float = 1e-4,
+                     restarts: int = 1, seed: int | None = None, lr: float = 0.1, tv_weight=1e-4,
                      distance: str = "cosine", signed: bool = True, box=(0.0, 1.0), lr_decay: bool = True,
-                     snapshot_every: int = 0, path: str = "auto", progress: bool | None = None) -> AttackResult:
+                     snapshot_every: int = 0, keep_all: bool = False, path: str = "auto",
+                     progress: bool | None = None) -> AttackResult:
     r"""Inverting Gradients (Geiping et al. 2020): cosine gradient matching with a TV prior.
 
     Minimises, over inputs :math:`\hat x` (``[n, *input_shape]``, ``n = len(labels)``, labels fixed,
@@ -546,6 +547,11 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
     element-wise, so one Adam over the stacked candidates is K independent ones. The result is the
     restart with the lowest objective (each restart's best iterate).
 
+    ``tv_weight`` may also be a sequence of ``restarts`` weights, one per restart: the restarts then
+    optimise different objectives (a batched sweep over the weight), so pass ``keep_all`` and compare
+    ``extras["all_reconstructions"]`` (``[K, n, *input_shape]``, each restart's best iterate) with a
+    criterion of your own; the returned reconstruction is still the lowest objective's.
+
     Returns an :class:`AttackResult` (``loss`` = the objective, the same for every item; ``extras``
     hold the ``distance`` term alone, ``restart_loss``, ``path``; ``history["loss"]`` the best
     objective so far, ``history["distance"]`` its distance term).
@@ -558,8 +564,10 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
     K = positive_int(restarts, "restarts")
     if distance not in DISTANCES:
         raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
-    if not float(tv_weight) >= 0 or not float(lr) > 0:
-        raise ValueError(f"Need tv_weight >= 0 and lr > 0, got {tv_weight!r}, {lr!r}.")
+    weights = torch.as_tensor(tv_weight, dtype=torch.float64).flatten()
+    if weights.numel() not in (1, K) or not bool((weights >= 0).all()) or not float(lr) > 0:
+        raise ValueError(f"Need tv_weight >= 0 (one number, or one per restart: {K}) and lr > 0, got "
+                         f"{tv_weight!r}, {lr!r}.")
     if box is not None and not (len(box) == 2 and float(box[0]) < float(box[1])):
         raise ValueError(f"box must be (low, high) with low < high, or None; got {box!r}.")
     matcher = GradientMatcher(model, gradients, n, path)
@@ -588,8 +596,9 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
         dist, inner, sq = matcher.terms(x, onehot)
         d = matcher.cosine_distance(inner, sq) if distance == "cosine" else dist
         obj = d
-        if tv_weight > 0 and image_like:
-            obj = d + float(tv_weight) * total_variation(x.reshape(K * n, *shape)).reshape(K, n).mean(1).double()
+        if bool((weights > 0).any()) and image_like:
+            tv = total_variation(x.reshape(K * n, *shape)).reshape(K, n).mean(1).double()
+            obj = d + weights.to(tv.device) * tv
         obj.sum().backward()
         with torch.no_grad():
             f = obj.detach()
@@ -616,6 +625,8 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
         history["snapshots"] = snaps
     extras = {"distance": float(best_d[k]), "restart_loss": best_f.cpu(), "path": matcher.path_for(K),
               "restarts": K, "steps": steps}
+    if keep_all:
+        extras["all_reconstructions"] = best_x.detach().cpu()
     return AttackResult(best_x[k].cpu(), labels.cpu(), torch.full((n,), float(best_f[k])), history,
                         time.perf_counter() - t0, extras)
 

@@ -7,8 +7,9 @@ The pieces the chapter runs (each takes the settings of :func:`settings` for a m
 * :func:`restart_study` — K starts batched: each start alone vs the best by gradient distance;
 * :func:`label_accuracy` — DLG's jointly optimised label vs iDLG's sign rule on fresh random networks;
 * :func:`trained_network_study` — a trained ReLU LeNet-5: DLG vs Inverting Gradients (cosine vs L2,
-  with and without TV), with baselines;
-* :func:`architecture_study` — LeNet, ResNet-18, DenseNet-121, Inception-v3 (torchvision, random init);
+  with and without TV, the TV weight tuned per distance on the attacker's own images), with baselines;
+* :func:`architecture_study` — LeNet, ResNet-18 (ReLU and sigmoid), DenseNet-121, Inception-v3
+  (torchvision, random init);
 * :func:`defence_study` — gradient noise, gradient pruning and larger batches against DLG.
 
     python -m mixcon_lite.experiments.gradient_inversion --mode full
@@ -30,7 +31,8 @@ from ..models import DLGLeNet, LeNet5, torchvision_model
 from ..utils import progress_bar
 
 PICTURES = ("astronaut", "coffee", "chelsea", "rocket")
-ARCHITECTURES = ("lenet", "resnet18", "densenet121", "inception_v3")
+#: ``resnet18_sigmoid``: ResNet-18 with its ReLU modules swapped for sigmoids, as the DLG slides ran it.
+ARCHITECTURES = ("lenet", "resnet18", "resnet18_sigmoid", "densenet121", "inception_v3")
 
 
 def settings(mode: str | None = None) -> dict:
@@ -40,12 +42,17 @@ def settings(mode: str | None = None) -> dict:
     return {
         "mode": "fast" if fast else "full",
         "pictures": list(PICTURES), "picture_size": 32, "dlg_steps": 1500, "fashion_victims": 2,
-        "restarts": 8, "restart_steps": 400 if fast else 1500,
+        "restarts": 8, "restart_steps": 1000 if fast else 3000, "restart_size": 24 if fast else 32,
         "label_trials": 10 if fast else 300, "label_steps": 100 if fast else 300,
         "train_images": 10000 if fast else 60000, "train_epochs": 2 if fast else 10,
-        "trained_victims": 3 if fast else 8, "ig_steps": 200 if fast else 4000, "ig_tv": 0.05,
-        "architecture_sizes": ({"lenet": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75} if fast
-                               else {"lenet": 32, "resnet18": 224, "densenet121": 224, "inception_v3": 299}),
+        "trained_victims": 6 if fast else 10, "victims_per_class": 1 if fast else 2,
+        "ig_steps": 200 if fast else 2000,
+        "tv_grid": [5e-4, 5e-3, 5e-2, 5e-1] if fast else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+        "tune_images": 2 if fast else 4,
+        "architecture_sizes": ({"lenet": 32, "resnet18": 32, "resnet18_sigmoid": 32, "densenet121": 32,
+                                "inception_v3": 75} if fast
+                               else {"lenet": 32, "resnet18": 224, "resnet18_sigmoid": 224, "densenet121": 224,
+                                     "inception_v3": 299}),
         "architecture_steps": 8 if fast else 300, "architecture_classes": 100,
         "noise_sigmas": [0.0, 1e-3, 1e-2] if fast else [0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
         "prune_fractions": [0.0, 0.1, 0.2, 0.4] if fast else [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7],
@@ -90,18 +97,20 @@ def recover_pictures(cfg: dict, progress: bool | None = None) -> dict:
 
 
 def restart_study(cfg: dict, picture: str = "chelsea", seed: int | None = None) -> dict:
-    """``restarts`` starts of DLG *as published* (N(0, 1) start, no step cap) batched on one picture:
-    each start's final gradient distance and pixel MSE, and which one the gradient distance picks.
+    """``restarts`` starts of DLG *as published* (N(0, 1) start, no step cap) batched on one picture
+    (``restart_size`` pixels a side), ``restart_steps`` steps each: each start's final gradient
+    distance and pixel MSE, which one the gradient distance picks, and the mid-grey guess's MSE.
     ``seed`` draws the starts (default 5 plus the course seed)."""
     seed = 5 + get_seed() if seed is None else resolve_seed(seed)
-    image = skimage_crops([picture], size=cfg["picture_size"])[0]
+    image = skimage_crops([picture], size=cfg.get("restart_size", cfg["picture_size"]))[0]
     model, grads = dlg_victim(image, 2)
     res = dlg(model, grads, tuple(image.shape), 100, steps=cfg["restart_steps"], restarts=cfg["restarts"],
               seed=seed, init="randn", max_step=None, tol=0, keep_all=True, progress=False)
     per = res.extras["all_reconstructions"]
     mses = ((per - image) ** 2).flatten(1).mean(1)
     return {"picture": picture, "image": image, "result": res, "restart_distance": res.extras["restart_loss"],
-            "restart_mse": mses, "chosen": int(res.extras["restart_loss"].argmin())}
+            "restart_mse": mses, "chosen": int(res.extras["restart_loss"].argmin()),
+            "grey_mse": float(((image - 0.5) ** 2).mean())}
 
 
 def label_accuracy(cfg: dict, progress: bool | None = None, seed: int | None = None) -> dict:
@@ -129,7 +138,8 @@ def label_accuracy(cfg: dict, progress: bool | None = None, seed: int | None = N
 
 def train_victim_network(cfg: dict, seed: int | None = None):
     """A LeNet-5 (ReLU, max-pooling) trained on Fashion-MNIST (``train_images``, ``train_epochs``,
-    SGD with momentum as in chapter 00), and test victims of distinct classes. Returns
+    SGD with momentum as in chapter 00), and test victims: ``victims_per_class`` of each of the first
+    ``trained_victims`` classes. Returns
     ``(model, test_accuracy, victims, victim_labels, train_mean_image, class_means)``."""
     seed = resolve_seed(seed)
     from ..train import evaluate, train
@@ -142,25 +152,61 @@ def train_victim_network(cfg: dict, seed: int | None = None):
     train(model, (xs, ys), epochs=cfg["train_epochs"], lr=0.05, momentum=0.9, seed=seed)
     model.eval()
     acc = evaluate(model, x_te, y_te)["accuracy"]
-    xv, yv = subset(x_te, y_te, 1, classes=range(cfg["trained_victims"]), seed=seed + 1)
+    xv, yv = subset(x_te, y_te, cfg.get("victims_per_class", 1), classes=range(cfg["trained_victims"]),
+                    seed=seed + 1)
     class_means = torch.stack([xs[ys == c].mean(0) for c in range(10)])
     return model, acc, xv, yv, xs.mean(0), class_means
 
 
-#: The attacks compared on the trained network: name -> (attack, keyword arguments).
+#: The attacks compared on the trained network: name -> (attack, keyword arguments). The two rows
+#: with TV get their TV weight tuned per distance (:func:`tune_tv`).
 TRAINED_ATTACKS = {
     "DLG (L2, L-BFGS)": ("dlg", {}),
     "L2 + TV, Adam": ("ig", {"distance": "l2"}),
     "cosine, Adam, no TV": ("ig", {"tv_weight": 0.0}),
-    "cosine + TV, Adam (IG)": ("ig", {}),
+    "cosine + TV, Adam (IG)": ("ig", {"distance": "cosine"}),
 }
 
 
-def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None) -> dict:
+def tuning_images(cfg: dict, seed: int | None = None):
+    """``tune_images`` Fashion-MNIST *training* images (distinct classes, none a victim): data of the
+    victims' distribution that an attacker can hold, for choosing the TV weight without the victims."""
+    seed = resolve_seed(seed)
+    x_tr, y_tr = load_dataset("fashion-mnist", "train")
+    classes = range(10 - cfg["tune_images"], 10)
+    return subset(x_tr, y_tr, 1, classes=classes, seed=seed + 2)
+
+
+def tune_tv(cfg: dict, model, distance: str, images=None, progress: bool | None = None) -> dict:
+    """The TV weight for Inverting Gradients' loop with ``distance`` (``"cosine"`` or ``"l2"``),
+    chosen from ``tv_grid`` by mean SSIM on :func:`tuning_images` (the attacker's own images, whose
+    gradients it computes itself). Returns ``{"best": weight, "ssim": {weight: mean SSIM}}``."""
+    xt, yt = tuning_images(cfg) if images is None else images
+    grid = list(cfg["tv_grid"])
+    per = {w: [] for w in grid}
+    for i in progress_bar(range(len(xt)), desc=f"TV weight ({distance})", progress=progress):
+        grads = shared_gradients(model, xt[i:i + 1], yt[i:i + 1])
+        # one batched run per image: restart k carries weight grid[k]
+        res = invert_gradients(model, grads, (1, 28, 28), yt[i:i + 1], steps=cfg["ig_steps"], restarts=len(grid),
+                               seed=get_seed() + 100 + i, tv_weight=grid, distance=distance, keep_all=True,
+                               progress=False)
+        for w, rec in zip(grid, res.extras["all_reconstructions"]):
+            per[w].append(float(ssim(xt[i:i + 1], rec.clamp(0, 1))[0]))
+    scores = {w: float(np.mean(v)) for w, v in per.items()}
+    return {"best": max(scores, key=scores.get), "ssim": scores}
+
+
+def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None, tv=None) -> dict:
     """Each attack of :data:`TRAINED_ATTACKS` on each victim (batch of one; IG gets the label from
     iDLG's rule, DLG optimises it), plus baselines: the training set's mean image, the victim's class
-    mean (the label alone), a uniform random image. Returns reconstructions and per-image MSE / SSIM."""
+    mean (the label alone), a uniform random image. The TV weight of each distance is tuned first
+    (:func:`tune_tv`, on the attacker's own images) unless ``tv`` gives ``{"cosine": w, "l2": w}``.
+    Returns reconstructions, per-image MSE / SSIM / PSNR and the tuning (``tv``)."""
     model, acc, xv, yv, mean_image, class_means = prepared if prepared is not None else train_victim_network(cfg)
+    tuning = None
+    if tv is None:
+        tuning = {d: tune_tv(cfg, model, d, progress=progress) for d in ("cosine", "l2")}
+        tv = {d: t["best"] for d, t in tuning.items()}
     recs = {name: [] for name in TRAINED_ATTACKS}
     labels_ok, s0 = [], get_seed()
     jobs = [(i, name) for i in range(len(xv)) for name in TRAINED_ATTACKS]
@@ -174,8 +220,9 @@ def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None
             label = torch.tensor([idlg_label(model, grads)])
             if name == "cosine + TV, Adam (IG)":
                 labels_ok.append(int(label) == int(yv[i]))
+            kw = {"tv_weight": tv[kw.get("distance", "cosine")], **kw}
             res = invert_gradients(model, grads, (1, 28, 28), label, steps=cfg["ig_steps"], seed=s0 + i,
-                                   progress=False, **{"tv_weight": cfg["ig_tv"], **kw})
+                                   progress=False, **kw)
         recs[name].append(res.reconstruction[0].clamp(0, 1))
     recs = {k: torch.stack(v) for k, v in recs.items()}
     g = torch.Generator().manual_seed(s0)
@@ -184,7 +231,7 @@ def trained_network_study(cfg: dict, prepared=None, progress: bool | None = None
     scores = {name: {"mse": mse(xv, r), "ssim": ssim(xv, r), "psnr": psnr(xv, r)}
               for name, r in {**recs, **baselines}.items()}
     return {"test_accuracy": acc, "victims": xv, "labels": yv, "reconstructions": recs, "baselines": baselines,
-            "scores": scores, "idlg_labels_correct": labels_ok}
+            "scores": scores, "idlg_labels_correct": labels_ok, "tv": tv, "tuning": tuning}
 
 
 def architecture_study(cfg: dict, progress: bool | None = None, picture: str = "astronaut") -> list[dict]:
@@ -200,6 +247,9 @@ def architecture_study(cfg: dict, progress: bool | None = None, picture: str = "
         t0 = time.perf_counter()
         if arch == "lenet":
             model = DLGLeNet(3, classes, size, seed=1234 + get_seed())
+        elif arch.endswith("_sigmoid"):
+            model = torchvision_model(arch[:-len("_sigmoid")], num_classes=classes, activation="sigmoid",
+                                      seed=get_seed())
         else:
             model = torchvision_model(arch, num_classes=classes, seed=get_seed())
         build = time.perf_counter() - t0
@@ -287,22 +337,42 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=["fast", "full"], default=None)
     parser.add_argument("--out", default=None, help="folder for the JSON record (default book/results)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="studies to run: labels, trained, architectures, defences (default: all)")
+                        help="studies to run: labels, restarts, trained, architectures, defences (default: all; "
+                             "the architectures at full size need a GPU)")
     args = parser.parse_args(argv)
     mode = get_mode(args.mode)
     cfg = settings(mode)
-    only = set(args.only or ["labels", "trained", "architectures", "defences"])
+    only = set(args.only or ["labels", "restarts", "trained", "architectures", "defences"])
     t0 = time.perf_counter()
     results = {}
     if "labels" in only:
         lab = label_accuracy(cfg, progress=True)
         results["labels"] = {"trials": len(lab["truth"]), "idlg_accuracy": lab["idlg_accuracy"],
                              "dlg_accuracy": lab["dlg_accuracy"]}
+    if "restarts" in only:
+        rs = restart_study(cfg)
+        gsq = float(rs["result"].loss[0]) / max(rs["result"].extras["relative_loss"], 1e-300)
+        results["restarts"] = {"picture": rs["picture"], "size": cfg["restart_size"], "steps": cfg["restart_steps"],
+                               "relative_distance": (rs["restart_distance"] / gsq).tolist(),
+                               "mse": rs["restart_mse"].tolist(), "chosen": rs["chosen"], "grey_mse": rs["grey_mse"]}
     if "trained" in only:
+        from ..stats import paired
+
         tr = trained_network_study(cfg, progress=True)
-        results["trained"] = {"test_accuracy": tr["test_accuracy"],
-                              "attacks": [{"attack": k, "mse": float(np.mean(v["mse"])), "ssim": float(np.mean(v["ssim"]))}
-                                          for k, v in tr["scores"].items()]}
+        ig = tr["scores"]["cosine + TV, Adam (IG)"]["ssim"]
+        comparisons = {}
+        for k, v in tr["scores"].items():
+            if k != "cosine + TV, Adam (IG)":
+                c = paired(ig, v["ssim"], names=("IG", k))
+                comparisons[k] = {"difference": c.difference, "low": c.low, "high": c.high, "verdict": c.verdict}
+        results["trained"] = {
+            "test_accuracy": tr["test_accuracy"], "victims": len(tr["victims"]), "labels": tr["labels"].tolist(),
+            "idlg_labels_correct": tr["idlg_labels_correct"], "tv": tr["tv"],
+            "tuning": {d: {"best": t["best"], "ssim": {str(w): v for w, v in t["ssim"].items()}}
+                       for d, t in tr["tuning"].items()},
+            "attacks": [{"attack": k, "mse": float(np.mean(v["mse"])), "ssim": float(np.mean(v["ssim"])),
+                         "ssim_per_victim": [float(x) for x in v["ssim"]]} for k, v in tr["scores"].items()],
+            "ig_minus": comparisons}
     if "architectures" in only:
         results["architectures"] = [{k: v for k, v in r.items() if k != "distance_curve"}
                                     for r in architecture_study(cfg, progress=True)]

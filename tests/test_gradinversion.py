@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from mixcon_lite.attacks.gradients import gradinversion, restore_labels, shared_gradients
-from mixcon_lite.attacks.gradinversion import PRIORS, bn_layers, bn_statistic_loss, match_batch
+from mixcon_lite.attacks.gradinversion import (PRIORS, bn_layers, bn_statistic_loss, count_labels,
+                                               label_calibration, match_batch)
 from mixcon_lite.attacks.result import AttackResult
 from mixcon_lite.models import BNConvNet
 
@@ -202,6 +203,78 @@ def test_gradinversion_is_seeded_and_reduces_the_gradient_distance():
     assert a.history["grad_distance"][-1] < 0.5 * a.history["grad_distance"][0]
 
 
+def test_bn_prior_gradient_reaches_the_images(bn_case):
+    """R_BN is differentiable in x (a finite difference agrees with autograd) and, inside the attack,
+    changes the trajectory: from the same start, bn_weight > 0 moves the images differently."""
+    model, x, y, grads = bn_case
+    xx = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    m64 = copy.deepcopy(model).double()
+    xx.requires_grad_(True)
+    g, = torch.autograd.grad(bn_statistic_loss(m64, xx), xx)
+    assert float(g.abs().max()) > 0
+    v = torch.randn(xx.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    h = 1e-6
+    with torch.no_grad():
+        fd = (bn_statistic_loss(m64, xx + h * v) - bn_statistic_loss(m64, xx - h * v)) / (2 * h)
+    assert torch.isclose(fd, (g * v).sum(), rtol=1e-4)
+    init = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(11))
+    kw = dict(steps=3, progress=False, init=init, box=None)
+    plain = gradinversion(model, grads, (1, 28, 28), y, **kw)
+    with_bn = gradinversion(model, grads, (1, 28, 28), y, bn_weight=10.0, **kw)
+    assert not torch.allclose(plain.reconstruction, with_bn.reconstruction, atol=1e-4)
+    assert with_bn.history["bn"][-1] < bn_statistic_loss(model, init).item()    # the prior is pursued
+
+
+def test_group_term_pulls_the_seeds_together(bn_case):
+    """With the same starts, a group weight makes the seeds' candidates closer to their consensus."""
+    model, x, y, grads = bn_case
+    init = torch.rand(3, 3, 1, 28, 28, generator=torch.Generator().manual_seed(12))
+    kw = dict(steps=30, seeds=3, init=init, progress=False, tv_weight=0.1)
+
+    def spread(res):
+        c = res.extras["candidates"]
+        return float((c - c.mean(0, keepdim=True)).flatten(2).norm(dim=2).mean())
+
+    free = gradinversion(model, grads, (1, 28, 28), y, **kw)
+    pulled = gradinversion(model, grads, (1, 28, 28), y, group_weight=5.0, **kw)
+    assert spread(pulled) < 0.8 * spread(free)
+
+
+def test_priors_change_one_thing_per_row():
+    rows = list(PRIORS.values())
+    for above, below in zip(rows, rows[1:]):
+        changed = {k for k in set(above) | set(below) if above.get(k) != below.get(k)}
+        assert len(changed) == 1 or changed == {"tv_weight", "l2_weight"}, changed
+    assert PRIORS["+ best of 4 seeds"]["seeds"] == PRIORS["+ group consistency"]["seeds"] == 4
+    assert PRIORS["+ best of 4 seeds"].get("group_weight", 0) == 0
+
+
+def test_count_labels_recovers_repeated_labels_and_respects_the_batch_size():
+    torch.manual_seed(0)
+    model = relu_mlp(3)
+    g = torch.Generator().manual_seed(4)
+    x_aux, y_aux = torch.rand(400, 12, generator=g), torch.randint(0, 10, (400,), generator=g)
+    y = torch.tensor([2, 2, 2, 5, 7, 7])
+    x = torch.rand(6, 12, generator=g)
+    cal = label_calibration(model, x_aux, y_aux, 6)
+    assert cal[0].shape == cal[1].shape == (10,)
+    grads = shared_gradients(model, x, y)
+    got = count_labels(model, grads, 6, cal)
+    assert got.dtype == torch.long and got.shape == (6,) and torch.equal(got, torch.sort(got).values)
+    assert set(got.tolist()) == {2, 5, 7}                    # the present classes, each at least once
+    # with exact knowledge of the private probabilities the bias formula is exact
+    with torch.no_grad():
+        p = model(x).softmax(1).double()
+    onehot = torch.nn.functional.one_hot(y, 10).double()
+    conf = (p * onehot).sum(0) / onehot.sum(0).clamp_min(1)
+    leak = (p * (1 - onehot)).sum(0) / (1 - onehot).sum(0)
+    assert torch.equal(count_labels(model, grads, 6, (conf, leak)), torch.sort(y).values)
+    with pytest.raises(ValueError, match="calibration"):
+        count_labels(model, grads, 6, (conf[:5], leak))
+    with pytest.raises(ValueError, match="N >= 2n"):
+        label_calibration(model, x_aux[:5], y_aux[:5], 6)
+
+
 def test_gradinversion_bad_inputs(bn_case):
     model, x, y, grads = bn_case
     shape = (1, 28, 28)
@@ -239,17 +312,28 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     s = gx.settings("fast")
     assert s["steps"] > 0 and 8 in s["attack_batch_sizes"] and set(s["priors"]) == set(PRIORS)
     assert max(gx.settings("full")["attack_batch_sizes"]) == 48
+    assert max(gx.settings("full", scale="cpu")["attack_batch_sizes"]) == 32
+    with pytest.raises(ValueError, match="scale"):
+        gx.settings("full", scale="gpu")
     torch.manual_seed(0)
     model = BNConvNet(channels=4).train()
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(60, 1, 28, 28, generator=g), torch.arange(60) % 10
     xb, yb = gx.draw_batch(x, y, 4, distinct=True, gen=g)
     assert len(set(yb.tolist())) == 4
-    labels = gx.label_restoration(model, x, y, [2, 4], trials=3, distinct=False, progress=False)
+    labels = gx.label_restoration(model, x, y, [2, 4], trials=3, distinct=False, progress=False, aux=(x, y))
     assert set(labels) == {2, 4} and all(0 <= v["accuracy"] <= 1 for v in labels.values())
-    tiny = dict(s, steps=2, priors={"none": {}, "+ group consistency": PRIORS["+ group consistency"]})
+    assert all(0 <= v["count_accuracy"] <= 1 for v in labels.values())
+    tiny = dict(s, steps=2, priors={"none": {}, "+ group consistency": PRIORS["+ group consistency"]},
+                attack_batch_sizes=[4], batches_per_size=2, repeat_batch_size=12, repeat_batches=1,
+                repeat_prior="none")
     scores = gx.fidelity(model, xb, yb, (x, y), tiny, progress=False)
     summary = gx.summary(scores)
     assert set(summary) == {"none", "+ group consistency", "class mean", "random same-class"}
     assert summary["class mean"]["beats_class_mean"] == 0.0
     assert scores["none"]["matched"].shape == xb.shape and len(scores["none"]["ssim"]) == 4
+    study = gx.fidelity_study(model, (x, y), (x, y), tiny, progress=False)
+    assert len(study[4]["batches"]) == 2 and len(study[4]["ssim"]["none"]) == 8
+    rep = gx.repeat_label_study(model, (x, y), (x, y), tiny, progress=False)
+    assert len(rep["ssim_oracle_labels"]) == len(rep["ssim_recovered_labels"]) == 12
+    assert 0 <= rep["label_accuracy"][0] <= 1

@@ -6,18 +6,23 @@ Two experiments:
   labels and with labels drawn independently (so they may repeat); for each batch size, the share of
   batches whose label multiset :func:`~mixcon_lite.attacks.gradients.restore_labels` gets exactly, the
   mean multiset accuracy, the share of present classes found, and the same for iDLG's row sum.
-* **Fidelity priors** (:func:`fidelity`): one private batch per batch size, attacked with each
-  prior setting of :data:`~mixcon_lite.attacks.gradinversion.PRIORS` (none / TV + L2 / + BN
-  statistics / + group consistency), the labels given; every reconstruction and both baselines
-  (the class-mean image and a random image of the same class, from images the attacker owns)
-  matched to the originals by an optimal assignment before PSNR and SSIM are computed.
+* **Fidelity priors** (:func:`fidelity_study`): several private batches per batch size, attacked
+  with each prior setting of :data:`~mixcon_lite.attacks.gradinversion.PRIORS` (none / TV + L2 /
+  + BN statistics / + best of 4 seeds / + group consistency), the labels given (distinct labels:
+  the row-minimum rule recovers them exactly); every reconstruction and both baselines (the
+  class-mean image and a random image of the same class, from images the attacker owns) matched to
+  the originals by an optimal assignment before PSNR and SSIM are computed.
+* **Repeated labels** (:func:`repeat_label_study`): batches larger than the number of classes,
+  attacked with the true labels (an oracle) and with the labels the count-aware
+  :func:`~mixcon_lite.attacks.gradinversion.count_labels` recovers.
 
 The client is a :class:`~mixcon_lite.models.BNConvNet` trained briefly on Fashion-MNIST training
 images; it computes its gradient in train mode on a copy of the model (its running statistics stay
 on the client), and the attacker holds the model as it was before that step. The attacker's own
 images are the first half of the test split, the private batches come from the second half.
 
-    python -m mixcon_lite.experiments.gradinversion --mode full
+    python -m mixcon_lite.experiments.gradinversion --mode full               # a GPU
+    python -m mixcon_lite.experiments.gradinversion --mode full --scale cpu   # half an hour, 2 cores
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 from ..attacks.gradients import final_linear, restore_labels, shared_gradients
-from ..attacks.gradinversion import PRIORS, gradinversion, match_batch
+from ..attacks.gradinversion import PRIORS, count_labels, gradinversion, label_calibration, match_batch
 from ..config import get_mode, resolve_seed
 from ..data import load_dataset, subset
 from ..metrics import psnr, ssim
@@ -38,20 +43,27 @@ from ..train import evaluate, train
 from ..utils import progress_bar
 
 
-def settings(mode: str | None = None) -> dict:
+def settings(mode: str | None = None, scale: str = "paper") -> dict:
     """Sizes for ``mode`` (resolved once here). Ours, not the paper's: every entry (the paper attacks a
-    pretrained ResNet-50 on ImageNet with 20,000 steps)."""
+    pretrained ResNet-50 on ImageNet with 20,000 steps). Full mode has two scales: ``"paper"`` (batches
+    up to 48, 4,000 steps: a GPU) and ``"cpu"`` (batches up to 32, 1,000 steps: about half an hour on
+    a 2-core CPU)."""
     mode = get_mode(mode)
     fast = mode == "fast"
+    if scale not in ("paper", "cpu"):
+        raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}.")
+    cpu = not fast and scale == "cpu"
     return {
-        "mode": mode,
+        "mode": mode, "scale": "fast" if fast else scale,
         "train_per_class": 500 if fast else 6000,
         "epochs": 2 if fast else 5,
         "lr": 0.05, "momentum": 0.9,
         "label_batch_sizes": [1, 2, 4, 6, 8, 10],
         "label_trials": 100 if fast else 1000,
-        "attack_batch_sizes": [8, 16] if fast else [8, 16, 32, 48],
-        "steps": 800 if fast else 4000,
+        "attack_batch_sizes": [8] if fast else ([8, 16, 32] if cpu else [8, 16, 32, 48]),
+        "batches_per_size": 3 if fast else (3 if cpu else 4),
+        "steps": 400 if fast else (1000 if cpu else 4000),
+        "repeat_batch_size": 16, "repeat_batches": 1 if fast else 3, "repeat_prior": "TV + L2",
         "priors": {name: dict(kw) for name, kw in PRIORS.items()},
     }
 
@@ -94,7 +106,7 @@ def _multiset_hits(got: list, want: list) -> int:
 
 
 def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, seed: int | None = None,
-                      tol: float = 1e-3, progress: bool | None = None) -> dict:
+                      tol: float = 1e-3, progress: bool | None = None, aux=None) -> dict:
     """For each batch size: ``exact`` (share of batches whose label multiset is recovered exactly),
     ``accuracy`` (mean multiset accuracy), ``found`` (mean share of the batch's distinct classes
     among the recovered labels), ``row_sum_exact`` (exact share with iDLG's row sum instead of the
@@ -102,7 +114,9 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
     of batches holding an image whose true-class probability is at least ``1 - tol``, whose own
     negative term in the gradient is then at most ``tol`` times its activations) and
     ``failures_confident`` (share of the batches with distinct labels that restoration gets wrong
-    holding such an image; ``nan`` if there are none)."""
+    holding such an image; ``nan`` if there are none). With the attacker's images ``aux = (x_aux,
+    y_aux)`` also ``count_exact`` and ``count_accuracy``: the same for the count-aware
+    :func:`~mixcon_lite.attacks.gradinversion.count_labels`, calibrated on ``aux``."""
     seed = resolve_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     _, index = final_linear(model)
@@ -110,6 +124,10 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
     for b in progress_bar(batch_sizes, desc="label restoration", progress=progress):
         rows = {"exact": [], "accuracy": [], "found": [], "row_sum_exact": [], "distinct_fraction": [],
                 "confident": [], "failures_confident": []}
+        calibration = None
+        if aux is not None:
+            calibration = label_calibration(model, *aux, b, seed=seed)
+            rows.update(count_exact=[], count_accuracy=[])
         for _ in range(trials):
             xb, yb = draw_batch(x, y, b, distinct, gen)
             grads = client_gradients(model, xb, yb)
@@ -119,6 +137,10 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
             got, want = restore_labels(model, grads, b).tolist(), sorted(yb.tolist())
             by_sum = sorted(torch.argsort(grads[index].sum(1))[:b].tolist())
             rows["exact"].append(got == want)
+            if calibration is not None:
+                counted = count_labels(model, grads, b, calibration).tolist()
+                rows["count_exact"].append(counted == want)
+                rows["count_accuracy"].append(_multiset_hits(counted, want) / b)
             rows["accuracy"].append(_multiset_hits(got, want) / b)
             rows["found"].append(len(set(got) & set(want)) / len(set(want)))
             rows["row_sum_exact"].append(by_sum == want)
@@ -149,15 +171,19 @@ def score(rec, x) -> dict:
     return {"psnr": psnr(matched, x), "ssim": ssim(matched, x), "matched": matched}
 
 
-def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
-    """Attack one private batch ``(x, y)`` with every prior setting in ``s["priors"]`` (labels given).
-    Returns ``{setting or baseline: score dict}`` (attacks also carry their final ``grad_distance``
-    and ``history``) plus ``"seconds"`` per attack setting."""
+def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool | None = None,
+             labels=None, priors=None) -> dict:
+    """Attack one private batch ``(x, y)`` with every prior setting in ``priors`` (default
+    ``s["priors"]``), with the labels given (``labels``, default the true ``y``; pass recovered
+    labels to attack without the oracle). Returns ``{setting or baseline: score dict}`` (attacks
+    also carry their final ``grad_distance`` and ``history``) plus ``"seconds"`` per attack setting.
+    The baselines use the true labels (what a label-only attacker with those labels outputs)."""
     seed = resolve_seed(seed)
     grads = client_gradients(model, x, y)
+    attack_labels = y if labels is None else labels
     out, seconds = {}, {}
-    for name, kw in s["priors"].items():
-        res = gradinversion(model, grads, tuple(x.shape[1:]), y, steps=s["steps"], seed=seed,
+    for name, kw in (s["priors"] if priors is None else priors).items():
+        res = gradinversion(model, grads, tuple(x.shape[1:]), attack_labels, steps=s["steps"], seed=seed,
                             progress=progress, **kw)
         out[name] = score(res.reconstruction, x)
         out[name]["grad_distance"] = float(res.loss[0])
@@ -170,6 +196,57 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
     return out
 
 
+def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
+    """:func:`fidelity` on ``batches_per_size`` private batches (distinct labels) of every size in
+    ``attack_batch_sizes``, drawn from ``pool``. Returns ``{b: {"batches": [(x, y, scores), ...],
+    "ssim": {row: per-image SSIM over all batches}, "psnr": {...}, "batch_ssim": {row: [mean per
+    batch]}}}``: per-image arrays pool the batches (paired across rows: the same images)."""
+    seed = resolve_seed(seed)
+    out = {}
+    for b in s["attack_batch_sizes"]:
+        gen = torch.Generator().manual_seed(seed + 100 + b)
+        batches = []
+        for j in progress_bar(range(s["batches_per_size"]), desc=f"batches of {b}", progress=progress):
+            x, y = draw_batch(*pool, b, distinct=b <= 10, gen=gen)
+            batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False)))
+        rows = [k for k in batches[0][2] if k != "seconds"]
+        out[b] = {"batches": batches,
+                  "ssim": {r: np.concatenate([sc[r]["ssim"] for _, _, sc in batches]) for r in rows},
+                  "psnr": {r: np.concatenate([sc[r]["psnr"] for _, _, sc in batches]) for r in rows},
+                  "batch_ssim": {r: [float(np.mean(sc[r]["ssim"])) for _, _, sc in batches] for r in rows}}
+    return out
+
+
+def repeat_label_study(model, pool, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
+    """Batches of ``repeat_batch_size`` with labels drawn independently (they repeat), attacked with
+    the ``repeat_prior`` setting twice: with the true labels (an oracle the attacker lacks) and with
+    the labels :func:`~mixcon_lite.attacks.gradinversion.count_labels` recovers (calibrated on the
+    attacker's images). Returns the per-image SSIM of both (pooled over ``repeat_batches``), the
+    label accuracy per batch, and the batches' scores."""
+    seed = resolve_seed(seed)
+    b = s["repeat_batch_size"]
+    prior = {s["repeat_prior"]: s["priors"][s["repeat_prior"]]}
+    calibration = label_calibration(model, *aux, b, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 200 + b)
+    oracle, recovered, accuracy, batches = [], [], [], []
+    for j in progress_bar(range(s["repeat_batches"]), desc=f"repeating batches of {b}", progress=progress):
+        x, y = draw_batch(*pool, b, distinct=False, gen=gen)
+        counted = count_labels(model, client_gradients(model, x, y), b, calibration)
+        accuracy.append(_multiset_hits(counted.tolist(), sorted(y.tolist())) / b)
+        with_truth = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior)
+        with_counts = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior, labels=counted)
+        oracle.append(with_truth[s["repeat_prior"]]["ssim"])
+        recovered.append(with_counts[s["repeat_prior"]]["ssim"])
+        batches.append((x, y, counted, with_truth, with_counts))
+    cat = np.concatenate
+    return {"b": b, "prior": s["repeat_prior"], "label_accuracy": accuracy,
+            "distinct_fraction": [len(set(bb[1].tolist())) / b for bb in batches],
+            "ssim_oracle_labels": cat(oracle), "ssim_recovered_labels": cat(recovered),
+            "ssim_class_mean": cat([bb[3]["class mean"]["ssim"] for bb in batches]),
+            "ssim_random": cat([bb[3]["random same-class"]["ssim"] for bb in batches]),
+            "batches": batches}
+
+
 def summary(scores: dict) -> dict:
     """Means (and the share of images whose SSIM beats their class-mean image) of :func:`fidelity`'s
     output, as plain floats."""
@@ -179,22 +256,42 @@ def summary(scores: dict) -> dict:
             for name, v in scores.items() if name != "seconds"}
 
 
-def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None) -> dict:
-    """Both experiments at the sizes of ``mode``; returns a JSON-ready dict."""
+def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None,
+        scale: str = "paper") -> dict:
+    """All experiments at the sizes of ``mode`` (and ``scale`` in full mode); a JSON-ready dict."""
+    from ..stats import paired
+
     seed = resolve_seed(seed)
-    s = settings(mode)
+    s = settings(mode, scale)
     model, acc, aux, pool = prepare(s, seed)
     labels = {kind: label_restoration(model, *pool, s["label_batch_sizes"], s["label_trials"], distinct=(kind ==
-                                      "distinct"), seed=seed, progress=progress)
+                                      "distinct"), seed=seed, progress=progress, aux=aux)
               for kind in ("distinct", "repeating")}
-    gen = torch.Generator().manual_seed(seed + 1)
+    study = fidelity_study(model, pool, aux, s, seed=seed, progress=progress)
     attacks = {}
-    for b in s["attack_batch_sizes"]:
-        x, y = draw_batch(*pool, b, distinct=b <= 10, gen=gen)
-        sc = fidelity(model, x, y, aux, s, seed=seed, progress=progress)
-        attacks[b] = {"scores": summary(sc), "seconds": sc["seconds"]}
+    for b, st in study.items():
+        rows = list(st["ssim"])
+        comparisons = {}
+        for a, ref in zip(rows[1:len(s["priors"])], rows[:len(s["priors"]) - 1]):     # each row vs the one above
+            c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
+            comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
+        for a in s["priors"]:
+            for ref in ("class mean", "random same-class"):
+                c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
+                comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
+        attacks[str(b)] = {"images": int(len(st["ssim"][rows[0]])), "batches": s["batches_per_size"],
+                           "ssim": {r: float(np.mean(v)) for r, v in st["ssim"].items()},
+                           "psnr": {r: float(np.mean(v)) for r, v in st["psnr"].items()},
+                           "batch_ssim": st["batch_ssim"], "comparisons": comparisons}
+    rep = repeat_label_study(model, pool, aux, s, seed=seed, progress=progress)
+    c = paired(rep["ssim_recovered_labels"], rep["ssim_oracle_labels"], names=("recovered labels", "true labels"))
+    repeat = {"b": rep["b"], "prior": rep["prior"], "label_accuracy": rep["label_accuracy"],
+              "distinct_fraction": rep["distinct_fraction"],
+              **{k: float(np.mean(rep[k])) for k in ("ssim_oracle_labels", "ssim_recovered_labels",
+                                                      "ssim_class_mean", "ssim_random")},
+              "recovered_minus_oracle": [c.difference, c.low, c.high, c.verdict]}
     return {"test_accuracy": acc, "labels": {k: {str(b): v for b, v in d.items()} for k, d in labels.items()},
-            "attacks": {str(b): v for b, v in attacks.items()}}
+            "attacks": attacks, "repeating": repeat}
 
 
 def main(argv=None) -> int:
@@ -204,11 +301,17 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", default=None, choices=["fast", "full"])
     parser.add_argument("--seed", type=int, default=None,
                         help="default: $MIXCON_LITE_SEED, else 0")
+    parser.add_argument("--scale", default="paper", choices=["paper", "cpu"],
+                        help="full mode only: 'paper' (batches to 48, 4,000 steps; a GPU) or 'cpu' "
+                             "(batches to 32, 1,000 steps; about half an hour on 2 cores)")
+    parser.add_argument("--out", default=None, help="folder for the JSON record (default book/results)")
     args = parser.parse_args(argv)
-    s = settings(args.mode)
+    s = settings(args.mode, args.scale)
     t0 = time.perf_counter()
-    results = run(s["mode"], seed=resolve_seed(args.seed))
-    path = save_record("gradinversion", s["mode"], s, results, seconds=time.perf_counter() - t0)
+    results = run(s["mode"], seed=resolve_seed(args.seed), progress=True, scale=args.scale)
+    stem = "gradinversion" if s["scale"] in ("fast", "paper") else "gradinversion_cpu"
+    path = save_record("gradinversion", s["mode"], s, results, args.out, seconds=time.perf_counter() - t0,
+                       file_stem=stem)
     print(f"wrote {path}")
     return 0
 

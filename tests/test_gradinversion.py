@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from mixcon_lite.attacks.gradients import gradinversion, restore_labels, shared_gradients
+from mixcon_lite.attacks.gradients import restore_labels, shared_gradients
+from mixcon_lite.attacks.gradinversion import gradinversion
 from mixcon_lite.attacks.gradinversion import (PRIORS, bn_layers, bn_statistic_loss, count_labels,
                                                label_calibration, match_batch)
 from mixcon_lite.attacks.result import AttackResult

@@ -18,16 +18,16 @@ function here changes the model or its buffers.
 
 Public functions
 
-* :func:`restore_labels` — the batch's labels from the last linear layer's weight gradient
-  (non-repeating labels); :func:`count_labels` with :func:`label_calibration` — the label multiset
-  when labels repeat (present classes from the weight rows, counts from the bias gradient).
+* :func:`~.labels.restore_labels` — the batch's labels from the last linear layer's weight gradient
+  (non-repeating labels); :func:`~.labels.count_labels` with :func:`~.labels.label_calibration` —
+  the label multiset when labels repeat (both in :mod:`.labels`, re-exported here).
 * :func:`bn_statistic_loss` — the BN-statistic prior on a candidate batch.
 * :func:`gradinversion` — gradient matching plus fidelity priors (TV, L2, BN statistics) and
   group consistency over several seeds, the seeds batched in one graph with ``torch.func.vmap``.
 * :func:`match_batch` — the optimal one-to-one assignment of reconstructions to originals
   (a batch's gradient does not tell which image came first), for scoring.
 * :func:`bn_layers` — the layers the BN prior reads (the output layer comes from
-  :func:`~.gradients.final_linear`).
+  :func:`~.labels.final_linear`).
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .features import total_variation
-from .gradients import check_gradients, final_linear
+from .labels import count_labels, label_calibration, restore_labels  # noqa: F401
+from .matching import check_gradients
 from .result import AttackResult
 
 #: The chapter's prior settings. The weights are ours, chosen by a small search on two batches
@@ -62,124 +63,6 @@ PRIORS = {
     "+ best of 4 seeds": dict(tv_weight=1.0, l2_weight=0.001, bn_weight=0.1, seeds=4),
     "+ group consistency": dict(tv_weight=1.0, l2_weight=0.001, bn_weight=0.1, group_weight=0.01, seeds=4),
 }
-
-
-def restore_labels(model: nn.Module, gradients, n: int) -> torch.Tensor:
-    r"""GradInversion's batch label restoration for a batch of ``n`` images with **distinct** labels.
-
-    Let the output layer be :math:`z = Wa + c` with :math:`a \ge 0` (the penultimate activations
-    after a ReLU, pooling of ReLUs, or a sigmoid). For the mean cross-entropy over the batch,
-    :math:`\partial L/\partial W_{k,m} = \frac1b\sum_i (p_{i,k} - [y_i = k])\,a_{i,m}`. A class
-    :math:`k` absent from the batch has only terms :math:`p_{i,k}a_{i,m} \ge 0`, so its row of the
-    weight gradient has minimum :math:`\ge 0`; a class present in the batch gets the negative term
-    :math:`(p_{i,k}-1)a_{i,m}` of its own image, which dominates at the features that image
-    activates most, so its row minimum is negative. Sorting the per-row minima in ascending order
-    and keeping the first ``n`` gives the batch's classes. (iDLG's row *sum* mixes the one negative
-    term with all other images' positive ones, and fails as ``n`` grows.)
-
-    What breaks it: **repeated labels.** If a class occurs twice, the batch has fewer than ``n``
-    classes, the ``n`` smallest minima then include absent classes, and the repeated class is
-    returned once: the multiset is wrong (the set of present classes is still found when all of
-    their rows are negative). It also fails when an image is classified with near certainty
-    (:math:`p_{i,y_i}\to 1` leaves no negative term) or when the penultimate activations can be
-    negative.
-
-    Parameters
-    ----------
-    model : any classifier whose output layer is its last ``nn.Linear`` (see
-        :func:`~.gradients.final_linear`).
-    gradients : the shared gradients, one per parameter in ``model.parameters()`` order.
-    n : the batch size ``b``; at most the number of classes.
-
-    Returns ``LongTensor[n]``: the recovered classes, sorted ascending (a batch's mean gradient
-    does not reveal the order of its images).
-    """
-    grads = check_gradients(model, gradients)
-    n = positive_int(n, "n")
-    layer, index = final_linear(model)
-    if n > layer.out_features:
-        raise ValueError(f"restore_labels recovers n distinct labels, but n={n} exceeds the "
-                         f"{layer.out_features} classes of the output layer: a batch that large must repeat "
-                         "labels. Restore at most that many classes, or give the labels.")
-    row_min = grads[index].detach().min(dim=1).values
-    return torch.sort(torch.argsort(row_min)[:n]).values.long().cpu()
-
-
-def label_calibration(model: nn.Module, x_aux: torch.Tensor, y_aux: torch.Tensor, n: int,
-                      seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """What :func:`count_labels` needs to know about the network, measured on the attacker's own
-    labelled images: per class :math:`k`, ``confidence[k]`` = the mean softmax probability of
-    :math:`k` on images of class :math:`k`, and ``leak[k]`` = its mean on images of other classes.
-    The images are run through a copy of the model in its current mode, in batches of ``n``
-    (BatchNorm in train mode normalises with each batch's statistics, as the client's did)."""
-    seed = resolve_seed(seed)
-    n = positive_int(n, "n")
-    if not torch.is_tensor(x_aux) or not torch.is_tensor(y_aux) or len(x_aux) != len(y_aux) or len(x_aux) < 2 * n:
-        raise ValueError(f"label_calibration needs the attacker's images x_aux [N, ...] and labels y_aux [N] with "
-                         f"N >= 2n = {2 * n}.")
-    probe = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(int(seed))
-    order = torch.randperm(len(x_aux), generator=gen)
-    order = order[:len(order) - len(order) % n]
-    probs = []
-    with torch.no_grad():
-        for chunk in order.view(-1, n):
-            probs.append(probe(x_aux[chunk]).softmax(1))
-    p = torch.cat(probs).double()
-    y = y_aux[order].long()
-    k = p.shape[1]
-    confidence = torch.stack([p[y == c, c].mean() if (y == c).any() else p[:, c].mean() for c in range(k)])
-    leak = torch.stack([p[y != c, c].mean() for c in range(k)])
-    return confidence, leak
-
-
-def count_labels(model: nn.Module, gradients, n: int, calibration) -> torch.Tensor:
-    r"""A batch's label *multiset* when labels may repeat (count-aware; ours, in the spirit of the
-    bias-based strategies of later work).
-
-    Two facts of the output layer :math:`z = Wa + c` under the mean cross-entropy:
-
-    * **which classes are present**: a class absent from the batch has a weight-gradient row with
-      only non-negative entries (see :func:`restore_labels`), so the present classes are the rows
-      whose minimum is negative;
-    * **how many of each**: the bias gradient is
-      :math:`\partial L/\partial c_k = rac1big(\sum_i p_{i,k} - n_kig)`, with :math:`n_k`
-      the count of class :math:`k`. The attacker does not know the private :math:`p_{i,k}`; it
-      models :math:`\sum_i p_{i,k} pprox n_k\,\mathrm{conf}_k + (b - n_k)\,\mathrm{leak}_k`
-      with both rates measured on its own images (:func:`label_calibration`), which gives
-      :math:`n_k pprox b(\mathrm{leak}_k - \partial L/\partial c_k) / (1 - \mathrm{conf}_k + \mathrm{leak}_k)`.
-
-    Every present class gets at least one image, the estimates are rounded by largest remainder so
-    that the counts sum to ``n``. ``calibration``: ``(confidence, leak)`` from
-    :func:`label_calibration`. Returns ``LongTensor[n]``, sorted ascending. Needs the output
-    layer's bias; raises ``ValueError`` otherwise."""
-    grads = check_gradients(model, gradients)
-    n = positive_int(n, "n")
-    layer, index = final_linear(model)
-    if layer.bias is None:
-        raise ValueError("count_labels reads the output layer's bias gradient, but its nn.Linear has no bias.")
-    confidence, leak = (torch.as_tensor(t, dtype=torch.float64) for t in calibration)
-    k = layer.out_features
-    if confidence.shape != (k,) or leak.shape != (k,):
-        raise ValueError(f"calibration must be (confidence [{k}], leak [{k}]) from label_calibration.")
-    w, bias = grads[index].detach().double(), grads[index + 1].detach().double()
-    present = w.min(dim=1).values < 0
-    estimate = n * (leak - bias) / (1 - confidence + leak).clamp_min(1e-6)
-    estimate = torch.where(present, estimate.clamp_min(1.0), torch.zeros_like(estimate))
-    if not bool(present.any()):
-        estimate = torch.zeros_like(estimate)
-        estimate[int(w.min(dim=1).values.argmin())] = 1.0
-    counts = torch.floor(estimate).long()
-    counts = torch.where(present, counts.clamp_min(1), counts)
-    while int(counts.sum()) > n:                         # too many: drop from the smallest remainders
-        over = torch.where(counts > torch.where(present, 1, 0), estimate - counts, torch.full_like(estimate, math.inf))
-        counts[int(over.argmin())] -= 1
-    remainder = estimate - counts
-    while int(counts.sum()) < n:                         # too few: add to the largest remainders
-        c = int(torch.where(present | (counts > 0), remainder, torch.full_like(remainder, -math.inf)).argmax())
-        counts[c] += 1
-        remainder[c] -= 1
-    return torch.repeat_interleave(torch.arange(k), counts).long()
 
 
 def bn_layers(model: nn.Module) -> list[_BatchNorm]:

@@ -36,8 +36,10 @@ ARCHITECTURES = ("lenet", "resnet18", "resnet18_sigmoid", "densenet121", "incept
 
 
 def settings(mode: str | None = None) -> dict:
-    """Sizes of every study in ``mode`` (``"fast"``: a 2-core CPU in about two and a half minutes; ``"full"``:
-    paper scale, the architectures at their ImageNet input sizes, meant for a GPU)."""
+    """Sizes of every study in ``mode`` (``"fast"``: a 2-core CPU in about two and a half minutes;
+    ``"full"``: more trials, victims and steps; every study but the architectures runs on a 2-core CPU
+    in about half an hour (``--only labels restarts trained defences``); the architectures at their
+    ImageNet input sizes need a GPU)."""
     fast = get_mode(mode) == "fast"
     return {
         "mode": "fast" if fast else "full",

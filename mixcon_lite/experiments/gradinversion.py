@@ -116,7 +116,8 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
     ``failures_confident`` (share of the batches with distinct labels that restoration gets wrong
     holding such an image; ``nan`` if there are none). With the attacker's images ``aux = (x_aux,
     y_aux)`` also ``count_exact`` and ``count_accuracy``: the same for the count-aware
-    :func:`~mixcon_lite.attacks.gradinversion.count_labels`, calibrated on ``aux``."""
+    :func:`~mixcon_lite.attacks.gradinversion.count_labels`, calibrated on ``aux``, and both
+    accuracies per batch (``accuracy_per_batch``, ``count_accuracy_per_batch``)."""
     seed = resolve_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     _, index = final_linear(model)
@@ -149,6 +150,9 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
             if got != want and len(set(want)) == b:
                 rows["failures_confident"].append(confident)
         out[b] = {k: float(np.mean(v)) if v else float("nan") for k, v in rows.items()}
+        if calibration is not None:                  # per batch, for paired comparisons
+            out[b]["accuracy_per_batch"] = [float(v) for v in rows["accuracy"]]
+            out[b]["count_accuracy_per_batch"] = [float(v) for v in rows["count_accuracy"]]
     return out
 
 

@@ -72,3 +72,23 @@ def test_check_bn_loss():
         assert not exercises.check_bn_loss(make(**wrong)), wrong
     verdict = exercises.check_bn_loss(make(mutate=True))
     assert not verdict and "buffers" in verdict.message
+
+
+def test_check_bn_loss_rejects_switching_to_eval_mode():
+    """A plausible slip: call model.eval() so that the forward pass leaves the buffers alone. The
+    statistics are then measured in the wrong mode (and the model left in it)."""
+    def eval_mode(model, x):
+        model.eval()
+        return bn_statistic_loss(model, x)
+
+    verdict = exercises.check_bn_loss(eval_mode)
+    assert not verdict and "mode" in verdict.message
+
+    def eval_then_restore(model, x):          # restores the mode, but measured in eval mode
+        was = model.training
+        model.eval()
+        out = bn_statistic_loss(model, x)
+        model.train(was)
+        return out
+
+    assert not exercises.check_bn_loss(eval_then_restore)

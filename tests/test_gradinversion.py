@@ -330,11 +330,17 @@ def test_experiment_pieces_run_on_a_tiny_setting():
                 repeat_prior="none")
     scores = gx.fidelity(model, xb, yb, (x, y), tiny, progress=False)
     summary = gx.summary(scores)
-    assert set(summary) == {"none", "+ group consistency", "class mean", "random same-class"}
+    assert set(summary) == {"none", "+ group consistency", "class mean", "random same-class", "initial noise"}
     assert summary["class mean"]["beats_class_mean"] == 0.0
     assert scores["none"]["matched"].shape == xb.shape and len(scores["none"]["ssim"]) == 4
     study = gx.fidelity_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(study[4]["batches"]) == 2 and len(study[4]["ssim"]["none"]) == 8
+    assert len(study[4]["labels_exact"]) == 2
+    # the start baseline is the attack's own first-seed start
+    start = gx.baselines(xb, yb, x, y, torch.Generator().manual_seed(0), seed=5)["initial noise"]
+    res = gx.gradinversion(model, gx.client_gradients(model, xb, yb), (1, 28, 28), yb, steps=1, lr=1e-12,
+                           seed=5, progress=False)
+    assert torch.allclose(res.reconstruction, start, atol=1e-6)
     rep = gx.repeat_label_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(rep["ssim_oracle_labels"]) == len(rep["ssim_recovered_labels"]) == 12
     assert 0 <= rep["label_accuracy"][0] <= 1

@@ -132,11 +132,11 @@ def count_labels(model: nn.Module, gradients, n: int, calibration) -> torch.Tens
       only non-negative entries (see :func:`restore_labels`), so the present classes are the rows
       whose minimum is negative;
     * **how many of each**: the bias gradient is
-      :math:`\partial L/\partial c_k = rac1big(\sum_i p_{i,k} - n_kig)`, with :math:`n_k`
+      :math:`\partial L/\partial c_k = \frac1b\big(\sum_i p_{i,k} - n_k\big)`, with :math:`n_k`
       the count of class :math:`k`. The attacker does not know the private :math:`p_{i,k}`; it
-      models :math:`\sum_i p_{i,k} pprox n_k\,\mathrm{conf}_k + (b - n_k)\,\mathrm{leak}_k`
+      models :math:`\sum_i p_{i,k} \approx n_k\,\mathrm{conf}_k + (b - n_k)\,\mathrm{leak}_k`
       with both rates measured on its own images (:func:`label_calibration`), which gives
-      :math:`n_k pprox b(\mathrm{leak}_k - \partial L/\partial c_k) / (1 - \mathrm{conf}_k + \mathrm{leak}_k)`.
+      :math:`n_k \approx b(\mathrm{leak}_k - \partial L/\partial c_k) / (1 - \mathrm{conf}_k + \mathrm{leak}_k)`.
 
     Every present class gets at least one image, the estimates are rounded by largest remainder so
     that the counts sum to ``n``. ``calibration``: ``(confidence, leak)`` from

@@ -139,6 +139,7 @@ def check_bn_loss(fn) -> CheckResult:
         model.train(train_mode)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(10 + seed), requires_grad=True)
+        want = bn_statistic_loss(copy.deepcopy(model), x.detach())      # in the mode the model is in
         out, fail = call_student(fn, model, x)
         if fail is not None:
             return fail
@@ -151,8 +152,12 @@ def check_bn_loss(fn) -> CheckResult:
                                       "in train mode updates the running statistics. Keep a copy of the running "
                                       "statistics before the forward pass and restore them, or run a copy of the "
                                       "model.")
+        if model.training != train_mode:
+            return CheckResult(False, f"Your function left the model in {'train' if model.training else 'eval'} "
+                                      f"mode; it was in {'train' if train_mode else 'eval'} mode. The prior must be "
+                                      "measured in the mode the client used (BatchNorm in train mode normalises with "
+                                      "the batch's statistics), and the model must come out unchanged: run a copy.")
         model.load_state_dict(before)
-        want = bn_statistic_loss(model, x.detach())
         if not torch.allclose(out.detach().reshape(()).double(), want.double(), rtol=1e-4, atol=1e-6):
             return CheckResult(False, f"With the model in {'train' if train_mode else 'eval'} mode: expected "
                                       f"{want.item():.5f}, got {out.detach().reshape(()).item():.5f}. Use the layer's "

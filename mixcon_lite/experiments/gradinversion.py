@@ -33,7 +33,8 @@ import time
 import numpy as np
 import torch
 
-from ..attacks.gradients import final_linear, restore_labels, shared_gradients
+from ..attacks.labels import final_linear, restore_labels
+from ..attacks.matching import shared_gradients
 from ..attacks.gradinversion import PRIORS, count_labels, gradinversion, label_calibration, match_batch
 from ..config import get_mode, resolve_seed
 from ..data import load_dataset, subset
@@ -156,15 +157,22 @@ def label_restoration(model, x, y, batch_sizes, trials: int, distinct: bool, see
     return out
 
 
-def baselines(x, y, x_aux, y_aux, gen: torch.Generator) -> dict:
-    """What knowing the labels alone gives: per private image, the mean of the attacker's images of
-    its class (``class mean``) and one random attacker image of its class (``random same-class``)."""
+def baselines(x, y, x_aux, y_aux, gen: torch.Generator, seed: int | None = None) -> dict:
+    """What knowing the labels ``y`` alone gives: per label, the mean of the attacker's images of its
+    class (``class mean``) and one random attacker image of its class (``random same-class``); and
+    what the attack starts from, ``initial noise`` (the U(0, 1) batch that :func:`gradinversion` draws
+    for its first seed from ``seed``; ``None`` skips it). ``y`` may be recovered labels: the images are
+    matched to the originals by :func:`score` either way."""
     means = {int(c): x_aux[y_aux == c].mean(0) for c in torch.unique(y)}
     rand = []
     for c in y.tolist():
         pool = torch.nonzero(y_aux == c).flatten()
         rand.append(x_aux[int(pool[torch.randint(0, len(pool), (1,), generator=gen)])])
-    return {"class mean": torch.stack([means[int(c)] for c in y]), "random same-class": torch.stack(rand)}
+    out = {"class mean": torch.stack([means[int(c)] for c in y]), "random same-class": torch.stack(rand)}
+    if seed is not None:
+        start = torch.Generator().manual_seed(int(seed))
+        out["initial noise"] = torch.rand((1, *x.shape), generator=start)[0]
+    return out
 
 
 def score(rec, x) -> dict:
@@ -178,10 +186,11 @@ def score(rec, x) -> dict:
 def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool | None = None,
              labels=None, priors=None) -> dict:
     """Attack one private batch ``(x, y)`` with every prior setting in ``priors`` (default
-    ``s["priors"]``), with the labels given (``labels``, default the true ``y``; pass recovered
-    labels to attack without the oracle). Returns ``{setting or baseline: score dict}`` (attacks
-    also carry their final ``grad_distance`` and ``history``) plus ``"seconds"`` per attack setting.
-    The baselines use the true labels (what a label-only attacker with those labels outputs)."""
+    ``s["priors"]``), with the labels ``labels`` (default the true ``y``, an oracle; pass the labels
+    the attacker recovers). Returns ``{setting or baseline: score dict}`` (attacks also carry their
+    final ``grad_distance`` and ``history``) plus ``"seconds"`` per attack setting. The label-only
+    baselines use the same labels as the attack (a label-only attacker with what the attacker
+    knows), and ``initial noise`` is the attack's own start."""
     seed = resolve_seed(seed)
     grads = client_gradients(model, x, y)
     attack_labels = y if labels is None else labels
@@ -194,7 +203,7 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
         out[name]["history"] = res.history
         seconds[name] = res.seconds
     gen = torch.Generator().manual_seed(seed)
-    for name, rec in baselines(x, y, *aux, gen).items():
+    for name, rec in baselines(x, attack_labels, *aux, gen, seed=seed).items():
         out[name] = score(rec, x)
     out["seconds"] = seconds
     return out
@@ -202,19 +211,23 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
 
 def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
     """:func:`fidelity` on ``batches_per_size`` private batches (distinct labels) of every size in
-    ``attack_batch_sizes``, drawn from ``pool``. Returns ``{b: {"batches": [(x, y, scores), ...],
+    ``attack_batch_sizes``, drawn from ``pool``, attacked with the labels
+    :func:`~mixcon_lite.attacks.labels.restore_labels` recovers from each batch's gradient
+    (``labels_exact``: whether they equal the true ones). Returns ``{b: {"batches": [(x, y, scores), ...],
     "ssim": {row: per-image SSIM over all batches}, "psnr": {...}, "batch_ssim": {row: [mean per
     batch]}}}``: per-image arrays pool the batches (paired across rows: the same images)."""
     seed = resolve_seed(seed)
     out = {}
     for b in s["attack_batch_sizes"]:
         gen = torch.Generator().manual_seed(seed + 100 + b)
-        batches = []
+        batches, recovered_ok = [], []
         for j in progress_bar(range(s["batches_per_size"]), desc=f"batches of {b}", progress=progress):
             x, y = draw_batch(*pool, b, distinct=b <= 10, gen=gen)
-            batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False)))
+            recovered = restore_labels(model, client_gradients(model, x, y), b)   # what the attacker has
+            recovered_ok.append(bool(torch.equal(recovered, torch.sort(y).values)))
+            batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False, labels=recovered)))
         rows = [k for k in batches[0][2] if k != "seconds"]
-        out[b] = {"batches": batches,
+        out[b] = {"batches": batches, "labels_exact": recovered_ok,
                   "ssim": {r: np.concatenate([sc[r]["ssim"] for _, _, sc in batches]) for r in rows},
                   "psnr": {r: np.concatenate([sc[r]["psnr"] for _, _, sc in batches]) for r in rows},
                   "batch_ssim": {r: [float(np.mean(sc[r]["ssim"])) for _, _, sc in batches] for r in rows}}
@@ -237,8 +250,8 @@ def repeat_label_study(model, pool, aux, s: dict, seed: int | None = None, progr
         x, y = draw_batch(*pool, b, distinct=False, gen=gen)
         counted = count_labels(model, client_gradients(model, x, y), b, calibration)
         accuracy.append(_multiset_hits(counted.tolist(), sorted(y.tolist())) / b)
-        with_truth = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior)
-        with_counts = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior, labels=counted)
+        with_truth = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior, progress=False)
+        with_counts = fidelity(model, x, y, aux, s, seed=seed + j, priors=prior, labels=counted, progress=False)
         oracle.append(with_truth[s["repeat_prior"]]["ssim"])
         recovered.append(with_counts[s["repeat_prior"]]["ssim"])
         batches.append((x, y, counted, with_truth, with_counts))
@@ -246,8 +259,12 @@ def repeat_label_study(model, pool, aux, s: dict, seed: int | None = None, progr
     return {"b": b, "prior": s["repeat_prior"], "label_accuracy": accuracy,
             "distinct_fraction": [len(set(bb[1].tolist())) / b for bb in batches],
             "ssim_oracle_labels": cat(oracle), "ssim_recovered_labels": cat(recovered),
+            # label-only baselines with the labels each attack had, and the attack's start
             "ssim_class_mean": cat([bb[3]["class mean"]["ssim"] for bb in batches]),
             "ssim_random": cat([bb[3]["random same-class"]["ssim"] for bb in batches]),
+            "ssim_class_mean_recovered": cat([bb[4]["class mean"]["ssim"] for bb in batches]),
+            "ssim_random_recovered": cat([bb[4]["random same-class"]["ssim"] for bb in batches]),
+            "ssim_start": cat([bb[3]["initial noise"]["ssim"] for bb in batches]),
             "batches": batches}
 
 
@@ -284,16 +301,22 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
                 c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
                 comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
         attacks[str(b)] = {"images": int(len(st["ssim"][rows[0]])), "batches": s["batches_per_size"],
+                           "labels_exact": st["labels_exact"],
                            "ssim": {r: float(np.mean(v)) for r, v in st["ssim"].items()},
                            "psnr": {r: float(np.mean(v)) for r, v in st["psnr"].items()},
                            "batch_ssim": st["batch_ssim"], "comparisons": comparisons}
     rep = repeat_label_study(model, pool, aux, s, seed=seed, progress=progress)
     c = paired(rep["ssim_recovered_labels"], rep["ssim_oracle_labels"], names=("recovered labels", "true labels"))
+    c_start = paired(rep["ssim_oracle_labels"], rep["ssim_start"], names=("true labels", "initial noise"))
+    c_rand = paired(rep["ssim_oracle_labels"], rep["ssim_random"], names=("true labels", "random same-class"))
     repeat = {"b": rep["b"], "prior": rep["prior"], "label_accuracy": rep["label_accuracy"],
               "distinct_fraction": rep["distinct_fraction"],
               **{k: float(np.mean(rep[k])) for k in ("ssim_oracle_labels", "ssim_recovered_labels",
-                                                      "ssim_class_mean", "ssim_random")},
-              "recovered_minus_oracle": [c.difference, c.low, c.high, c.verdict]}
+                                                      "ssim_class_mean", "ssim_random", "ssim_class_mean_recovered",
+                                                      "ssim_random_recovered", "ssim_start")},
+              "recovered_minus_oracle": [c.difference, c.low, c.high, c.verdict],
+              "oracle_minus_start": [c_start.difference, c_start.low, c_start.high, c_start.verdict],
+              "oracle_minus_random": [c_rand.difference, c_rand.low, c_rand.high, c_rand.verdict]}
     return {"test_accuracy": acc, "labels": {k: {str(b): v for b, v in d.items()} for k, d in labels.items()},
             "attacks": attacks, "repeating": repeat}
 

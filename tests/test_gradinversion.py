@@ -336,6 +336,9 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     study = gx.fidelity_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(study[4]["batches"]) == 2 and len(study[4]["ssim"]["none"]) == 8
     assert len(study[4]["labels_exact"]) == 2
+    big = gx.fidelity_study(model, (x, y), (x, y), dict(tiny, attack_batch_sizes=[12], batches_per_size=1),
+                            progress=False)           # more images than classes: count-aware labels
+    assert len(big[12]["ssim"]["none"]) == 12 and len(big[12]["labels_exact"]) == 1
     # the start baseline is the attack's own first-seed start
     start = gx.baselines(xb, yb, x, y, torch.Generator().manual_seed(0), seed=5)["initial noise"]
     res = gx.gradinversion(model, gx.client_gradients(model, xb, yb), (1, 28, 28), yb, steps=1, lr=1e-12,

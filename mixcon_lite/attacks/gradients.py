@@ -35,7 +35,7 @@ from .features import total_variation
 from .labels import count_labels, final_linear, idlg_label, label_calibration, restore_labels  # noqa: F401
 from .lbfgs import BatchedLBFGS
 from .matching import (GradientMatcher, _batch_statistics_only, check_gradients,  # noqa: F401
-                       shared_gradients, soft_cross_entropy)
+                       sent_entries, shared_gradients, soft_cross_entropy)
 from .result import AttackResult
 
 
@@ -78,7 +78,7 @@ def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int =
         seed: int | None = None, n: int = 1, labels: torch.Tensor | None = None, tol: float = 1e-7,
         history_size: int = 100, lr: float = 1.0, max_step: float | None = 5.0, init: str = "grey",
         reinit_diverged: bool = True, snapshot_every: int = 0, keep_all: bool = False, path: str = "auto",
-        progress: bool | None = None) -> AttackResult:
+        mask=None, progress: bool | None = None) -> AttackResult:
     r"""Deep Leakage from Gradients (Zhu et al. 2019): find a dummy batch whose gradient matches.
 
     Minimises :math:`D(\hat x, \hat y) = \lVert\nabla_\theta\mathrm{CE}(\hat x, \mathrm{softmax}(\hat y))
@@ -106,6 +106,10 @@ def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int =
 
     **Stopping** needs no ground truth: the run ends once the best restart's distance falls below
     ``tol`` times :math:`\lVert g\rVert^2` (relative tolerance; ``tol=0`` runs every step).
+
+    **Adaptive to pruning.** ``mask`` (one bool tensor per parameter, e.g.
+    :func:`~.matching.sent_entries` of a pruned gradient) matches only the entries the client sent:
+    the attack that knows the defence (see :class:`~.matching.GradientMatcher`).
 
     **Restarts.** ``restarts=K`` optimises K starting points at once: their objectives are evaluated
     in one graph (:class:`GradientMatcher`) and each keeps its own L-BFGS history
@@ -136,7 +140,7 @@ def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int =
     if not float(tol) >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}.")
     snapshot_every = int(snapshot_every)
-    matcher = GradientMatcher(model, gradients, n, path)
+    matcher = GradientMatcher(model, gradients, n, path, mask=mask)
     p = matcher.params[0]
     opts = dict(device=p.device, dtype=p.dtype)
     gen = torch.Generator().manual_seed(int(seed))
@@ -229,8 +233,8 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
               {\lVert\nabla_\theta\mathrm{CE}(\hat x, y)\rVert\,\lVert g\rVert}
               + \lambda_{\mathrm{TV}}\,\mathrm{TV}(\hat x)
 
-    (one cosine over all parameters; ``distance="l2"`` swaps in DLG's squared distance to compare
-    the two), with Adam at ``lr`` on the **sign** of the gradient (``signed``), the learning rate
+    (one cosine over all parameters; ``distance="l2"`` swaps in DLG's squared distance, divided by
+    :math:`\lVert g\rVert^2` so that a TV weight means the same for every victim, to compare the two), with Adam at ``lr`` on the **sign** of the gradient (``signed``), the learning rate
     divided by 10 at 3/8, 5/8 and 7/8 of the steps (``lr_decay``), and the pixels clamped to ``box``
     after every step (``None``: no box). TV is the mean absolute difference of neighbouring pixels
     (:func:`~.features.total_variation`), averaged over the batch. Start: N(0, 1), clamped to the box.
@@ -288,7 +292,7 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
     for step in range(steps):
         adam.zero_grad(set_to_none=True)
         dist, inner, sq = matcher.terms(x, onehot)
-        d = matcher.cosine_distance(inner, sq) if distance == "cosine" else dist
+        d = matcher.cosine_distance(inner, sq) if distance == "cosine" else dist / max(matcher.target_sq, 1e-30)
         obj = d
         if bool((weights > 0).any()) and image_like:
             tv = total_variation(x.reshape(K * n, *shape)).reshape(K, n).mean(1).double()

@@ -68,6 +68,12 @@ def _batch_statistics_only(bn_layers):
             m.track_running_stats = True
 
 
+def sent_entries(gradients) -> list[torch.Tensor]:
+    """The entries a client actually sent: ``g != 0`` for every tensor (after gradient pruning the
+    zeroed entries carry no information, and an attacker who sees the zeros can skip them)."""
+    return [g.detach() != 0 for g in gradients]
+
+
 def soft_cross_entropy(logits: torch.Tensor, soft_labels: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of :math:`-\\sum_c y_c \\log\\mathrm{softmax}(z)_c` (DLG's
     ``cross_entropy_for_onehot``); equals ``F.cross_entropy`` for one-hot ``soft_labels``."""
@@ -105,13 +111,22 @@ class GradientMatcher:
 
     ``"auto"`` picks ``"hooks"`` when it applies, else ``"vmap"`` for ``K > 1`` (``"loop"`` for one).
     The model's mode is respected (pass it in the mode the client used) and nothing in it changes.
+
+    ``mask`` (one bool tensor per parameter, e.g. :func:`sent_entries` of a pruned gradient): match
+    only the entries where it is true, the adaptive attack on gradient pruning (the attacker sees
+    which entries the client zeroed). A mask turns the hooks path off.
     """
 
-    def __init__(self, model: nn.Module, gradients, n: int = 1, path: str = "auto"):
+    def __init__(self, model: nn.Module, gradients, n: int = 1, path: str = "auto", mask=None):
         self.model = model
         self.params = list(model.parameters())
         self.target = [g.detach().to(p.device, p.dtype) for g, p in zip(check_gradients(model, gradients),
                                                                         self.params)]
+        self.mask = None
+        if mask is not None:
+            masks = check_gradients(model, mask)
+            self.mask = [m.to(p.device).bool() for m, p in zip(masks, self.params)]
+            self.target = [t * m for t, m in zip(self.target, self.mask)]
         self.n = positive_int(n, "n")
         if path not in PATHS:
             raise ValueError(f"Unknown path {path!r}; expected one of {PATHS}.")
@@ -119,7 +134,7 @@ class GradientMatcher:
         self.target_sq = float(sum(t.double().pow(2).sum() for t in self.target))
         self.target_norm = math.sqrt(self.target_sq)
         self.bn_layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-        self._plan = self._hook_plan()
+        self._plan = self._hook_plan() if self.mask is None else None
         if self._plan is not None:
             self._modules = list(dict.fromkeys(m for m, _ in self._plan))
             self._target64 = {(pn, id(m)): t.double() for (m, pn), t in zip(self._plan, self.target)}
@@ -184,6 +199,8 @@ class GradientMatcher:
             return self._terms_loop(x, soft_labels)
 
     def _combine(self, grads):
+        if self.mask is not None:                 # only the entries the client sent
+            grads = [g * m for g, m in zip(grads, self.mask)]
         dist = sum((g - t).pow(2).sum() for g, t in zip(grads, self.target))
         inner = sum((g * t).sum() for g, t in zip(grads, self.target))
         sq = sum(g.pow(2).sum() for g in grads)

@@ -92,8 +92,9 @@ PRUNE_CHOICES = (0.2, 0.4, 0.6, 0.8)
 def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
     """Chapter 06: ``prune_fn(gradients, fraction)`` must zero, in every tensor, the ``fraction`` of
     entries with the smallest magnitude; with the chosen ``fraction`` DLG must fail (pixel MSE above
-    0.01) on a victim it recovers from the full gradient. The checker runs DLG on *your* pruned
-    gradients."""
+    0.01) on a victim it recovers from the full gradient, and it must be the smallest of
+    :data:`PRUNE_CHOICES` that does. The checker runs DLG on *your* pruned gradients, then reports what
+    the adaptive DLG (matching only the sent entries) does to the same defence."""
     from ..attacks.gradients import dlg, prune_gradients, shared_gradients
     from ..data import skimage_crops
     from ..models import DLGLeNet
@@ -106,7 +107,7 @@ def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
         return CheckResult(False, f"Choose fraction from {PRUNE_CHOICES}, got {fraction}.")
     g = torch.Generator().manual_seed(6)
     # tensors on different scales, as a network's layers are: a single global threshold fails here
-    probe = [100.0 * torch.randn(7, 11, generator=g), torch.randn(40, generator=g)]
+    probe = [100.0 * torch.randn(7, 12, generator=g), torch.randn(40, generator=g)]   # 0.5 x size: whole
     out, fail = call_student(prune_fn, [t.clone() for t in probe], 0.5)
     if fail is not None:
         return fail
@@ -150,7 +151,13 @@ def check_pruning_defence(prune_fn, fraction: float) -> CheckResult:
         if below > 0.01:
             return CheckResult(False, f"{fraction:g} stops DLG (MSE {mse:.3f}), but so does {smaller[-1]:g} "
                                       f"(MSE {below:.3f}): the question asks for the smallest fraction that does.")
+    from ..attacks.matching import sent_entries
+
+    adaptive = dlg(model, pruned, (3, 16, 16), 10, mask=sent_entries(pruned), **kw)
+    adaptive_mse = float(((adaptive.reconstruction.clamp(0, 1) - picture) ** 2).mean())
     return CheckResult(True, f"with {100 * zeros:.0f} % of the gradient zeroed DLG's reconstruction has MSE "
                              f"{mse:.3f} (> 0.01), and at the next smaller choice DLG still recovers the picture: "
-                             "this is the smallest fraction that stops it here. What would the pruning cost the "
-                             "training?")
+                             "this is the smallest fraction that stops plain DLG here. But an attacker who sees "
+                             "the zeros and matches only the entries you sent (dlg(..., mask=sent_entries(g))) "
+                             f"reaches MSE {adaptive_mse:.4f}: against the attack that knows it, this defence "
+                             "fails. What would a pruning that survives it cost the training?")

@@ -24,6 +24,7 @@ import torch
 
 from ..attacks.gradients import (dlg, idlg_label, invert_gradients, noisy_gradients, prune_gradients,
                                  shared_gradients)
+from ..attacks.matching import sent_entries
 from ..config import get_mode, get_seed, resolve_seed
 from ..data import load_dataset, skimage_crops, subset
 from ..metrics import mse, psnr, ssim
@@ -49,7 +50,7 @@ def settings(mode: str | None = None) -> dict:
         "train_images": 10000 if fast else 60000, "train_epochs": 2 if fast else 10,
         "trained_victims": 6 if fast else 10, "victims_per_class": 1 if fast else 2,
         "ig_steps": 200 if fast else 2000,
-        "tv_grid": [5e-4, 5e-3, 5e-2, 5e-1] if fast else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+        "tv_grid": [5e-4, 5e-3, 5e-2, 5e-1, 5.0] if fast else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0],
         "tune_images": 2 if fast else 4,
         "architecture_sizes": ({"lenet": 32, "resnet18": 32, "resnet18_sigmoid": 32, "densenet121": 32,
                                 "inception_v3": 75} if fast
@@ -300,14 +301,16 @@ def matched_mse(truth: torch.Tensor, rec: torch.Tensor) -> float:
 def defence_study(cfg: dict, progress: bool | None = None) -> dict:
     """DLG (our settings, one start, ``defence_steps`` steps) against three defences on DLG's LeNet:
     Gaussian noise of std ``sigma`` on every gradient entry, pruning of the smallest fraction of each
-    tensor, and batches of several pictures (distinct labels; scored after optimal matching).
-    Returns ``{defence: [(strength, mse), ...]}`` plus the picture's mid-grey baseline MSE."""
+    tensor, and batches of several pictures (distinct labels; scored after optimal matching). Against
+    pruning also the adaptive DLG that matches only the entries the client sent
+    (``pruning_adaptive``). Returns ``{defence: [(strength, mse), ...]}`` plus the picture's mid-grey
+    baseline MSE."""
     pictures = skimage_crops(list(PICTURES), size=cfg["picture_size"])
     k = list(PICTURES).index(cfg["defence_picture"])
     image = pictures[k]
     model, grads = dlg_victim(image, k)
     scale = float(torch.cat([g.flatten() for g in grads]).abs().mean())
-    out = {"noise": [], "pruning": [], "batch": [], "gradient_mean_abs": scale,
+    out = {"noise": [], "pruning": [], "pruning_adaptive": [], "batch": [], "gradient_mean_abs": scale,
            "grey_mse": float(((image - 0.5) ** 2).mean())}
     jobs = ([("noise", s) for s in cfg["noise_sigmas"]] + [("pruning", f) for f in cfg["prune_fractions"]]
             + [("batch", b) for b in cfg["batch_sizes"]])
@@ -319,6 +322,8 @@ def defence_study(cfg: dict, progress: bool | None = None) -> dict:
                 res = dlg(model, grads, tuple(image.shape), 100, steps=steps, progress=False)
                 undefended = float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())
             out[kind].append((strength, undefended))
+            if kind == "pruning":
+                out["pruning_adaptive"].append((strength, undefended))
             continue
         if kind == "batch":
             order = [k] + [j for j in range(len(PICTURES)) if j != k]
@@ -331,6 +336,9 @@ def defence_study(cfg: dict, progress: bool | None = None) -> dict:
         g = noisy_gradients(grads, strength, seed=get_seed(1)) if kind == "noise" else prune_gradients(grads, strength)
         res = dlg(model, g, tuple(image.shape), 100, steps=steps, progress=False)
         out[kind].append((strength, float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())))
+        if kind == "pruning":        # the attack that knows the defence: match only the sent entries
+            res = dlg(model, g, tuple(image.shape), 100, steps=steps, mask=sent_entries(g), progress=False)
+            out["pruning_adaptive"].append((strength, float(((res.reconstruction[0].clamp(0, 1) - image) ** 2).mean())))
     return out
 
 

@@ -210,10 +210,12 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
 
 
 def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress: bool | None = None) -> dict:
-    """:func:`fidelity` on ``batches_per_size`` private batches (distinct labels) of every size in
-    ``attack_batch_sizes``, drawn from ``pool``, attacked with the labels
-    :func:`~mixcon_lite.attacks.labels.restore_labels` recovers from each batch's gradient
-    (``labels_exact``: whether they equal the true ones). Returns ``{b: {"batches": [(x, y, scores), ...],
+    """:func:`fidelity` on ``batches_per_size`` private batches of every size in
+    ``attack_batch_sizes``, drawn from ``pool``: with distinct labels up to the number of classes,
+    attacked with the labels :func:`~mixcon_lite.attacks.labels.restore_labels` recovers from each
+    batch's gradient; larger batches must repeat labels and are attacked with the count-aware
+    :func:`~mixcon_lite.attacks.labels.count_labels` (``labels_exact``: whether the recovered
+    multiset equals the true one). Returns ``{b: {"batches": [(x, y, scores), ...],
     "ssim": {row: per-image SSIM over all batches}, "psnr": {...}, "batch_ssim": {row: [mean per
     batch]}}}``: per-image arrays pool the batches (paired across rows: the same images)."""
     seed = resolve_seed(seed)
@@ -221,9 +223,13 @@ def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress:
     for b in s["attack_batch_sizes"]:
         gen = torch.Generator().manual_seed(seed + 100 + b)
         batches, recovered_ok = [], []
+        classes = final_linear(model)[0].out_features
+        calibration = None if b <= classes else label_calibration(model, *aux, b, seed=seed)
         for j in progress_bar(range(s["batches_per_size"]), desc=f"batches of {b}", progress=progress):
-            x, y = draw_batch(*pool, b, distinct=b <= 10, gen=gen)
-            recovered = restore_labels(model, client_gradients(model, x, y), b)   # what the attacker has
+            x, y = draw_batch(*pool, b, distinct=b <= classes, gen=gen)
+            grads = client_gradients(model, x, y)                 # what the attacker has
+            recovered = (restore_labels(model, grads, b) if calibration is None
+                         else count_labels(model, grads, b, calibration))
             recovered_ok.append(bool(torch.equal(recovered, torch.sort(y).values)))
             batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False, labels=recovered)))
         rows = [k for k in batches[0][2] if k != "seconds"]

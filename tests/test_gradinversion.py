@@ -347,3 +347,21 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     rep = gx.repeat_label_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(rep["ssim_oracle_labels"]) == len(rep["ssim_recovered_labels"]) == 12
     assert 0 <= rep["label_accuracy"][0] <= 1
+
+
+def test_restore_labels_survives_a_saturated_softmax():
+    """Regression: with the true class's probability exactly 1.0 in float32 its row is all zeros,
+    tying with absent classes whose minimum is 0 (dead ReLUs); the row sum breaks the tie."""
+    torch.manual_seed(0)
+    model = BNConvNet().eval()
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        final = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        final.bias[9] += 30.0          # float32 p_true rounds to 1; the others stay > 0
+        assert float(model(x).softmax(1)[0, 9]) == 1.0
+    grads = shared_gradients(model, x, torch.tensor([9]))
+    assert float(grads[-2][9].abs().max()) == 0.0                 # the true row is exactly zero
+    assert restore_labels(model, grads, 1).tolist() == [9]
+    g = torch.Generator().manual_seed(4)
+    cal = label_calibration(model, torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 10, 1)
+    assert count_labels(model, grads, 1, cal).tolist() == [9]

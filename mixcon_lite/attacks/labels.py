@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,7 +72,9 @@ def restore_labels(model: nn.Module, gradients, n: int) -> torch.Tensor:
     returned once: the multiset is wrong (the set of present classes is still found when all of
     their rows are negative). It also fails when an image is classified with near certainty
     (:math:`p_{i,y_i}\to 1` leaves no negative term) or when the penultimate activations can be
-    negative.
+    negative. When the softmax saturates in float32 (:math:`p_{i,y_i} = 1` exactly) the true
+    class's row is exactly 0, as an absent class's minimum can be; ties are broken by the row sum,
+    which is positive for an absent class and 0 for the saturated one.
 
     Parameters
     ----------
@@ -90,8 +93,12 @@ def restore_labels(model: nn.Module, gradients, n: int) -> torch.Tensor:
         raise ValueError(f"restore_labels recovers n distinct labels, but n={n} exceeds the "
                          f"{layer.out_features} classes of the output layer: a batch that large must repeat "
                          "labels. Restore at most that many classes, or give the labels.")
-    row_min = grads[index].detach().min(dim=1).values
-    return torch.sort(torch.argsort(row_min)[:n]).values.long().cpu()
+    w = grads[index].detach().double()
+    row_min, row_sum = w.min(dim=1).values, w.sum(dim=1)
+    # ties at 0 (a saturated softmax makes the true class's row exactly 0, as an absent class's
+    # minimum can be): the row sum breaks them, positive for an absent class, 0 for the true one
+    order = np.lexsort((row_sum.cpu().numpy(), row_min.cpu().numpy()))
+    return torch.sort(torch.as_tensor(order[:n].copy())).values.long()
 
 
 def label_calibration(model: nn.Module, x_aux: torch.Tensor, y_aux: torch.Tensor, n: int,
@@ -152,7 +159,9 @@ def count_labels(model: nn.Module, gradients, n: int, calibration) -> torch.Tens
     if confidence.shape != (k,) or leak.shape != (k,):
         raise ValueError(f"calibration must be (confidence [{k}], leak [{k}]) from label_calibration.")
     w, bias = grads[index].detach().double(), grads[index + 1].detach().double()
-    present = w.min(dim=1).values < 0
+    # present: a negative row minimum, or (a saturated softmax zeroes the true class's row) a
+    # non-positive bias gradient, which an absent class's strictly positive p_{i,k} cannot give
+    present = (w.min(dim=1).values < 0) | (bias <= 0)
     estimate = n * (leak - bias) / (1 - confidence + leak).clamp_min(1e-6)
     estimate = torch.where(present, estimate.clamp_min(1.0), torch.zeros_like(estimate))
     if not bool(present.any()):

@@ -8,8 +8,9 @@ Two experiments:
   mean multiset accuracy, the share of present classes found, and the same for iDLG's row sum.
 * **Fidelity priors** (:func:`fidelity_study`): several private batches per batch size, attacked
   with each prior setting of :data:`~mixcon_lite.attacks.gradinversion.PRIORS` (none / TV + L2 /
-  + BN statistics / + best of 4 seeds / + group consistency), the labels given (distinct labels:
-  the row-minimum rule recovers them exactly); every reconstruction and both baselines (the
+  + BN statistics / + best of 4 seeds / + group consistency) and with the labels recovered from
+  each batch's gradient (row minimum for distinct labels, count-aware beyond the number of
+  classes); every reconstruction and both baselines (the
   class-mean image and a random image of the same class, from images the attacker owns) matched to
   the originals by an optimal assignment before PSNR and SSIM are computed.
 * **Repeated labels** (:func:`repeat_label_study`): batches larger than the number of classes,

@@ -124,6 +124,22 @@ def _convex(x):   # strictly convex, so every curvature pair passes torch's test
     return 0.5 * (scales * x ** 2).sum(-1) + 0.1 * (x ** 4).sum(-1) + (x[..., 1:] * x[..., :-1]).sum(-1) * 0.1
 
 
+def _torch_lbfgs_trajectory(x0, steps, history):
+    xr = x0.clone().requires_grad_(True)
+    ref = torch.optim.LBFGS([xr], lr=1, max_iter=1, history_size=history, tolerance_grad=-1,
+                            tolerance_change=-1)
+    out = []
+    for _ in range(steps):
+        def closure():
+            ref.zero_grad()
+            loss = _convex(xr)
+            loss.backward()
+            return loss
+        ref.step(closure)
+        out.append(xr.detach().clone())
+    return torch.stack(out)
+
+
 @pytest.mark.parametrize("history", [3, 100])
 def test_batched_lbfgs_follows_torch_lbfgs_per_row(history):
     torch.manual_seed(0)
@@ -138,17 +154,9 @@ def test_batched_lbfgs_follows_torch_lbfgs_per_row(history):
         traj.append(x)
     traj = torch.stack(traj, 1)
     for k in range(K):
-        xr = x0[k].clone().requires_grad_(True)
-        ref = torch.optim.LBFGS([xr], lr=1, max_iter=1, history_size=history, tolerance_grad=-1,
-                                tolerance_change=-1)
+        ref = _torch_lbfgs_trajectory(x0[k], steps, history)
         for s in range(steps):
-            def closure():
-                ref.zero_grad()
-                loss = _convex(xr)
-                loss.backward()
-                return loss
-            ref.step(closure)
-            assert torch.allclose(xr.detach(), traj[k, s], atol=1e-10), (k, s)
+            assert torch.allclose(ref[s], traj[k, s], atol=1e-10), (k, s)
 
 
 def test_batched_lbfgs_null_pairs_are_ignored():
@@ -166,22 +174,6 @@ def test_batched_lbfgs_null_pairs_are_ignored():
     assert opt.pairs.tolist() == [0, 0]
     g2 = torch.randn(2, 4, dtype=torch.float64)
     assert torch.allclose(opt.direction(g2), -g2 * 1.0)   # no pair held: steepest descent
-
-
-def _torch_lbfgs_trajectory(x0, steps, history):
-    xr = x0.clone().requires_grad_(True)
-    ref = torch.optim.LBFGS([xr], lr=1, max_iter=1, history_size=history, tolerance_grad=-1,
-                            tolerance_change=-1)
-    out = []
-    for _ in range(steps):
-        def closure():
-            ref.zero_grad()
-            loss = _convex(xr)
-            loss.backward()
-            return loss
-        ref.step(closure)
-        out.append(xr.detach().clone())
-    return torch.stack(out)
 
 
 def test_batched_lbfgs_row_recovers_after_a_diverged_step_and_reset():

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from .attacks.gradients import dlg, shared_gradients
 from .data import skimage_crops
+from .experiments.gradient_inversion import steps_to
 from .models import DLGLeNet
 
 PICTURES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -147,10 +148,10 @@ def ours_dlg(picture: torch.Tensor, label: int, num_classes: int = 100, seed: in
               snapshot_every=1, progress=False, **settings)
     seconds = time.perf_counter() - t0
     curve = [float(((snap - picture) ** 2).mean()) for _, snap in res.history["snapshots"]]
-    hits = [i for i, m in enumerate(curve) if m < mse_goal]
+    first = steps_to(curve, mse_goal)
     mse = float(((res.reconstruction[0] - picture) ** 2).mean())
     return {"solved": bool(mse < mse_goal), "evaluations": res.extras["steps"],
-            "evaluations_to_goal": hits[0] + 1 if hits else None, "seconds": seconds, "mse": mse,
+            "evaluations_to_goal": None if first is None else first + 1, "seconds": seconds, "mse": mse,
             "label_ok": int(res.labels[0]) == label}
 
 

@@ -45,7 +45,7 @@ def idlg_label(model: nn.Module, gradients) -> int:
 
     Valid when: the loss is cross-entropy against a one-hot label; the activations entering the
     final ``nn.Linear`` are non-negative; the batch holds one image (for ``b > 1`` the rows mix
-    several images, see :func:`~.gradinversion.restore_labels`). The bias gradient alone,
+    several images, see :func:`restore_labels`). The bias gradient alone,
     :math:`p_i - y_i`, gives the label without the sign condition on :math:`a`; iDLG uses the weights.
     Raises ``ValueError`` if the gradients do not match the model or it has no ``nn.Linear``.
     """
@@ -79,7 +79,7 @@ def restore_labels(model: nn.Module, gradients, n: int) -> torch.Tensor:
     Parameters
     ----------
     model : any classifier whose output layer is its last ``nn.Linear`` (see
-        :func:`~.gradients.final_linear`).
+        :func:`final_linear`).
     gradients : the shared gradients, one per parameter in ``model.parameters()`` order.
     n : the batch size ``b``; at most the number of classes.
 

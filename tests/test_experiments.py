@@ -102,3 +102,23 @@ def test_paper_table_covers_every_setting():
 def test_summarise_keeps_the_values_per_seed():
     row = ms.summarise([{"test": 80.0}, {"test": 84.0}])
     assert row["test"] == 82.0 and row["test_std"] == 2.0 and row["test_per_seed"] == [80.0, 84.0]
+
+
+def test_fedavg_study_on_a_tiny_grid():
+    """The FedAvg experiment end to end on two clients, two cells and a few attack steps: shapes,
+    the E = 1 cell's cosine, the baselines, and a summary with intervals."""
+    from mixcon_lite.experiments import fedavg as fa
+
+    cfg = {**fa.settings("fast"), "clients": 2, "cells": [(1, 1e-2), (2, 1e-2)], "attack_steps": 3,
+           "sweep_steps": [1, 3], "sweep_lrs": [1e-2, 1.0]}
+    study = fa.fedavg_study(cfg, progress=False)
+    assert [(c["local_steps"], c["lr"]) for c in study["cells"]] == cfg["cells"]
+    one = study["cells"][0]
+    assert len(one["unrolled"]) == len(one["naive"]) == 2 == len(study["class_mean"])
+    assert all(abs(c - 1) < 1e-4 for c in one["cosine_to_gradient"])
+    assert study["reconstructions"][(2, 1e-2)][0].shape == (2, 1, 28, 28)
+    rows = fa.summary(study)
+    assert rows[1]["unrolled_minus_naive"].n == 2
+    sweep = fa.cosine_sweep(cfg)
+    assert sweep["cosine"].shape == (2, 2, 2) and abs(sweep["cosine"][0].mean() - 1) < 1e-4
+    assert sweep["loss_after"].min() >= 0

@@ -12,6 +12,8 @@ The pieces the chapter runs (each takes the settings of :func:`settings` for a m
   (torchvision, random init);
 * :func:`defence_study` — gradient noise, gradient pruning and larger batches against DLG.
 
+Section 8 (a FedAvg client's multi-step update) lives in :mod:`.fedavg`.
+
     python -m mixcon_lite.experiments.gradient_inversion --mode full
 """
 from __future__ import annotations

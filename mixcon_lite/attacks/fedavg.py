@@ -43,6 +43,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .features import total_variation
+from .gradients import signed_adam, signed_adam_step
 from .matching import check_gradients
 from .result import AttackResult
 
@@ -57,6 +58,11 @@ def _check_client(model, x, y, local_steps, lr, batch_size):
         raise ValueError(f"x must be a batch [n, ...] with n >= 1, got {getattr(x, 'shape', x)!r}.")
     if (not torch.is_tensor(y) or y.ndim != 1 or len(y) != len(x) or y.is_floating_point()):
         raise ValueError(f"y must be a LongTensor [{len(x)}] of class indices, got {y!r}.")
+    return _check_schedule(len(x), local_steps, lr, batch_size)
+
+
+def _check_schedule(n, local_steps, lr, batch_size):
+    """The client's ``local_steps``, ``lr`` and ``batch_size`` for ``n`` inputs, validated."""
     steps = positive_int(local_steps, "local_steps")
     try:
         lr = float(lr)
@@ -64,7 +70,6 @@ def _check_client(model, x, y, local_steps, lr, batch_size):
         raise ValueError(f"lr must be a positive number, got {lr!r}.") from None
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}.")
-    n = len(x)
     b = n if batch_size is None else positive_int(batch_size, "batch_size")
     if b > n or n % b:
         raise ValueError(f"batch_size must divide the client's {n} inputs (or be None for full-batch "
@@ -151,7 +156,7 @@ def invert_update(model: nn.Module, update, input_shape, labels: torch.Tensor, l
     if box is not None and not (len(box) == 2 and float(box[0]) < float(box[1])):
         raise ValueError(f"box must be (low, high) with low < high, or None; got {box!r}.")
     # validates local_steps, lr and batch_size against n before any work
-    _check_client(model, torch.zeros(n, *shape), labels, local_steps, lr, batch_size)
+    _check_schedule(n, local_steps, lr, batch_size)
     p0 = params[0]
     labels = labels.to(p0.device)
     gen = torch.Generator().manual_seed(int(seed))
@@ -163,10 +168,7 @@ def invert_update(model: nn.Module, update, input_shape, labels: torch.Tensor, l
         x = torch.randn(n, *shape, generator=gen).to(device=p0.device, dtype=p0.dtype)
         if box is not None:
             x.clamp_(float(box[0]), float(box[1]))
-        x.requires_grad_(True)
-        adam = torch.optim.Adam([x], lr=float(attack_lr))
-        milestones = [int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)] if lr_decay else []
-        sched = torch.optim.lr_scheduler.MultiStepLR(adam, milestones=milestones, gamma=0.1)
+        adam, sched = signed_adam(x, attack_lr, steps, lr_decay)
         run_f, run_d, run_x = math.inf, math.inf, x.detach().clone()
         for step in range(steps):
             adam.zero_grad(set_to_none=True)
@@ -180,14 +182,7 @@ def invert_update(model: nn.Module, update, input_shape, labels: torch.Tensor, l
             if f < run_f:
                 run_f, run_d, run_x = f, float(d.detach()), x.detach().clone()
             hist.append(min(best_f, run_f))
-            with torch.no_grad():
-                if signed:
-                    x.grad.sign_()
-            adam.step()
-            sched.step()
-            if box is not None:
-                with torch.no_grad():
-                    x.clamp_(float(box[0]), float(box[1]))
+            signed_adam_step(x, adam, sched, signed, box)
             bar.update(1)
         finals.append(run_f)
         if run_f < best_f:

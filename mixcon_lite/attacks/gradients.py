@@ -219,6 +219,29 @@ def dlg(model: nn.Module, gradients, input_shape, num_classes: int, steps: int =
 DISTANCES = ("cosine", "l2")
 
 
+def signed_adam(x: torch.Tensor, lr: float, steps: int, lr_decay: bool = True):
+    """Inverting Gradients' optimiser for the candidate ``x`` (made a leaf that requires grad):
+    Adam at ``lr`` and, with ``lr_decay``, the learning rate divided by 10 at 3/8, 5/8 and 7/8 of
+    ``steps``. Returns ``(adam, scheduler)`` for :func:`signed_adam_step`."""
+    x.requires_grad_(True)
+    adam = torch.optim.Adam([x], lr=float(lr))
+    milestones = [int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)] if lr_decay else []
+    return adam, torch.optim.lr_scheduler.MultiStepLR(adam, milestones=milestones, gamma=0.1)
+
+
+def signed_adam_step(x: torch.Tensor, adam, sched, signed: bool = True, box=(0.0, 1.0)) -> None:
+    """One step after ``backward()``: the gradient replaced by its sign (``signed``), Adam and the
+    schedule stepped, the pixels clamped to ``box`` (``None``: no clamp)."""
+    if signed:
+        with torch.no_grad():
+            x.grad.sign_()
+    adam.step()
+    sched.step()
+    if box is not None:
+        with torch.no_grad():
+            x.clamp_(float(box[0]), float(box[1]))
+
+
 def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Tensor, steps: int = 1000,
                      restarts: int = 1, seed: int | None = None, lr: float = 0.1, tv_weight=1e-4,
                      distance: str = "cosine", signed: bool = True, box=(0.0, 1.0), lr_decay: bool = True,
@@ -279,10 +302,7 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
     x = torch.randn(K, n, *shape, generator=gen).to(**opts)
     if box is not None:
         x.clamp_(float(box[0]), float(box[1]))
-    x.requires_grad_(True)
-    adam = torch.optim.Adam([x], lr=lr)
-    milestones = [int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)] if lr_decay else []
-    sched = torch.optim.lr_scheduler.MultiStepLR(adam, milestones=milestones, gamma=0.1)
+    adam, sched = signed_adam(x, lr, steps, lr_decay)
     best_f = torch.full((K,), math.inf, dtype=torch.float64, device=p.device)
     best_d = best_f.clone()
     best_x = x.detach().clone()
@@ -308,13 +328,7 @@ def invert_gradients(model: nn.Module, gradients, input_shape, labels: torch.Ten
             hist_d.append(float(best_d[best_f.argmin()]))
             if snapshot_every and step % int(snapshot_every) == 0:
                 snaps.append((step, best_x[int(best_f.argmin())].clone().cpu()))
-            if signed:
-                x.grad.sign_()
-        adam.step()
-        sched.step()
-        if box is not None:
-            with torch.no_grad():
-                x.clamp_(float(box[0]), float(box[1]))
+        signed_adam_step(x, adam, sched, signed, box)
         bar.update(1)
     bar.close()
     k = int(best_f.argmin())

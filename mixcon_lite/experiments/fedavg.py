@@ -134,15 +134,19 @@ def fedavg_study(cfg: dict, progress: bool | None = None) -> dict:
     out = {"images": xs, "labels": ys, "cells": [], "reconstructions": {},
            "start": [float(v) for v in ssim(xs, starts)],
            "class_mean": [float(v) for v in ssim(xs, means[ys])]}
-    jobs = [(c, i) for c in cfg["cells"] for i in range(len(xs))]
+    # clients outer, cells inner: each client's network and FedSGD gradient are built once
+    jobs = [(i, c) for i in range(len(xs)) for c in cfg["cells"]]
     per = {c: {"unrolled": [], "naive": [], "cos": [], "t_u": 0.0, "t_n": 0.0, "rec_u": [], "rec_n": []}
            for c in cfg["cells"]}
-    for (E, lr), i in progress_bar(jobs, desc="FedAvg cells x clients", progress=progress):
-        model = client_network(i)
+    client = None
+    for i, (E, lr) in progress_bar(jobs, desc="FedAvg clients x cells", progress=progress):
         x, y = xs[i:i + 1], ys[i:i + 1]
+        if client != i:
+            client, model = i, client_network(i)
+            gradient = shared_gradients(model, x, y)
         upd = local_update(model, x, y, E, lr)
         row = per[(E, lr)]
-        row["cos"].append(_cosine(upd, shared_gradients(model, x, y)))
+        row["cos"].append(_cosine(upd, gradient))
         common = dict(steps=cfg["attack_steps"], tv_weight=cfg["tv_weight"], seed=s0 + i, progress=False)
         ru = invert_update(model, upd, (1, 28, 28), y, E, lr, **common)
         rn = invert_gradients(model, upd, (1, 28, 28), y, **common)

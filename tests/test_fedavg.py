@@ -147,3 +147,54 @@ def test_batchnorm_in_train_mode_is_refused():
         local_update(model, x, y, 1, 0.1)
     model.eval()
     assert len(local_update(model, x, y, 1, 0.1)) == len(list(model.parameters()))
+
+
+def _global_cosine_distance(a, b):
+    u = torch.cat([t.flatten() for t in a]).double()
+    v = torch.cat([t.flatten() for t in b]).double()
+    return float(1 - u @ v / (u.norm() * v.norm()))
+
+
+def test_reported_distance_is_one_global_cosine():
+    """The distance both attacks report is 1 - cos over all parameters at once, recomputed by hand
+    from the returned reconstruction (catches a missing square root, an unnormalised candidate,
+    1 - |cos| and a per-layer cosine)."""
+    model = small(seed=2)
+    x, y = smooth_images(1, seed=5), torch.tensor([1])
+    g = shared_gradients(model, x, y)
+    res = invert_gradients(model, g, (1, 8, 8), y, steps=25, tv_weight=0.0, seed=0, progress=False)
+    by_hand = _global_cosine_distance(shared_gradients(model, res.reconstruction, y), g)
+    assert res.extras["distance"] == pytest.approx(by_hand, abs=1e-5)
+    assert 1e-4 < by_hand < 1          # the test is not vacuous: neither solved nor opposite
+    neg = [-t for t in g]              # a target the start points away from: cos < 0 at first
+    rn = invert_gradients(model, neg, (1, 8, 8), y, steps=25, tv_weight=0.0, seed=0, progress=False)
+    by_hand = _global_cosine_distance(shared_gradients(model, rn.reconstruction, y), neg)
+    assert rn.extras["distance"] == pytest.approx(by_hand, abs=1e-5)
+    upd = local_update(model, x, y, 3, 0.5)
+    ru = invert_update(model, upd, (1, 8, 8), y, 3, 0.5, steps=25, tv_weight=0.0, seed=0, progress=False)
+    by_hand = _global_cosine_distance(local_update(model, ru.reconstruction, y, 3, 0.5), upd)
+    assert ru.extras["distance"] == pytest.approx(by_hand, abs=1e-5)
+    assert 1e-4 < by_hand < 1
+
+
+def test_the_scale_of_the_target_does_not_change_the_distance():
+    model = small(seed=2)
+    x, y = smooth_images(1, seed=5), torch.tensor([1])
+    g = shared_gradients(model, x, y)
+    kw = dict(steps=10, tv_weight=0.0, seed=0, progress=False)
+    a = invert_gradients(model, g, (1, 8, 8), y, **kw)
+    b = invert_gradients(model, [100 * t for t in g], (1, 8, 8), y, **kw)
+    assert a.extras["distance"] == pytest.approx(b.extras["distance"], abs=1e-5)
+    assert torch.allclose(a.reconstruction, b.reconstruction, atol=1e-3)
+
+
+def test_one_local_step_attack_is_the_gradient_attack():
+    """With E = 1 the update is lr times the gradient and the cosine ignores lr: the unrolled attack
+    and Inverting Gradients run the same optimisation from the same start."""
+    model = small(seed=3)
+    x, y = smooth_images(1, seed=6), torch.tensor([2])
+    kw = dict(steps=30, tv_weight=1e-3, seed=4, progress=False)
+    ru = invert_update(model, local_update(model, x, y, 1, 0.1), (1, 8, 8), y, 1, 0.1, **kw)
+    rg = invert_gradients(model, shared_gradients(model, x, y), (1, 8, 8), y, **kw)
+    assert ru.extras["distance"] == pytest.approx(rg.extras["distance"], abs=1e-4)
+    assert torch.allclose(ru.reconstruction, rg.reconstruction, atol=1e-3)

@@ -17,7 +17,7 @@ a gradient, up to scale), and two baselines: the attack's own start (its N(0, 1)
 guess. The labels are given to both attackers (iDLG's rule reads them off the first step; with
 ``E`` steps that is ours to test, not done here).
 
-    python -m mixcon_lite.experiments.fedavg --mode full      # 2-core CPU, about 20 minutes
+    python -m mixcon_lite.experiments.fedavg --mode full      # 2-core CPU, about 25 minutes
 """
 from __future__ import annotations
 

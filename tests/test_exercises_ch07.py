@@ -20,6 +20,12 @@ def test_check_restore_labels():
         return torch.argsort(grads[final_linear(model)[1]].min(1).values, descending=True)[:n]
 
     assert not exercises.check_restore_labels(descending)
+
+    def by_absolute_minimum(model, grads, n):    # |min|: right on ReLU nets, wrong on sigmoid ones
+        return torch.argsort(grads[final_linear(model)[1]].min(1).values.abs(), descending=True)[:n]
+
+    verdict = exercises.check_restore_labels(by_absolute_minimum)
+    assert not verdict and "sigmoid" in verdict.message
     assert not exercises.check_restore_labels(lambda m, g, n: torch.arange(n))
     assert not exercises.check_restore_labels(lambda m, g, n: 1 / 0)
     assert not exercises.check_restore_labels("not a function")
@@ -40,25 +46,24 @@ def test_check_repeat_accuracy():
 def test_check_bn_loss():
     assert exercises.check_bn_loss(bn_statistic_loss)
 
-    def make(unbiased=False, squared=False, output=False, mutate=False, detach=False):
+    def make(unbiased=False, squared=False, output=False, mutate=False, detach=False,
+             detach_input=False):
         from mixcon_lite.attacks.gradinversion import bn_layers
 
         def fn(model, x):
-            layers = bn_layers(model)
-            saved = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+            import copy
+
+            probe = model if mutate else copy.deepcopy(model)   # a copy keeps the buffers
+            layers = bn_layers(probe)
+            saved = [(m.running_mean.clone(), m.running_var.clone()) for m in bn_layers(model)]
             stats = []
             if output:
                 hooks = [m.register_forward_hook(lambda mod, i, o: stats.append(o)) for m in layers]
             else:
                 hooks = [m.register_forward_pre_hook(lambda mod, i: stats.append(i[0])) for m in layers]
-            model(x)
+            probe(x.detach() if detach_input else x)
             for h in hooks:
                 h.remove()
-            if not mutate:
-                for m, (rm, rv) in zip(layers, saved):
-                    m.running_mean.copy_(rm)
-                    m.running_var.copy_(rv)
-                    m.num_batches_tracked.zero_()
             total = 0
             for h, (rm, rv) in zip(stats, saved):
                 dims = [0] + list(range(2, h.ndim))
@@ -68,7 +73,8 @@ def test_check_bn_loss():
         return fn
 
     assert exercises.check_bn_loss(make())
-    for wrong in (dict(unbiased=True), dict(squared=True), dict(output=True), dict(detach=True)):
+    for wrong in (dict(unbiased=True), dict(squared=True), dict(output=True), dict(detach=True),
+                  dict(detach_input=True)):
         assert not exercises.check_bn_loss(make(**wrong)), wrong
     verdict = exercises.check_bn_loss(make(mutate=True))
     assert not verdict and "buffers" in verdict.message

@@ -34,7 +34,9 @@ def label_cases() -> list:
 
     Fresh, seeded models: small ReLU MLPs with 10 classes (batches of 3 to 10 distinct labels; in
     four of the batches of 8, iDLG's row sum picks a wrong class), one with 20 classes and 2 images,
-    and a BatchNorm ConvNet in train mode (the chapter's client)."""
+    two sigmoid MLPs with batches of 8 (where an absent class's row is positive rather than zero, so
+    ranking rows by the *absolute* minimum fails), and a BatchNorm ConvNet in train mode (the
+    chapter's client)."""
     from ..attacks.gradients import shared_gradients
     from ..models import BNConvNet
 
@@ -44,6 +46,12 @@ def label_cases() -> list:
         g = torch.Generator().manual_seed(1000 + seed)
         x, y = torch.rand(b, 12, generator=g) * 3, torch.randperm(k, generator=g)[:b]
         cases.append((model, shared_gradients(model, x, y), y, f"a ReLU MLP with {k} classes, batch {b} (seed {seed})"))
+    for seed in (0, 1):    # sigmoid: an absent class's row is small and positive, not exactly 0
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(12, 32), nn.Sigmoid(), nn.Linear(32, 10))
+        g = torch.Generator().manual_seed(2000 + seed)
+        x, y = torch.rand(8, 12, generator=g) * 3, torch.randperm(10, generator=g)[:8]
+        cases.append((model, shared_gradients(model, x, y), y, f"a sigmoid MLP with 10 classes, batch 8 (seed {seed})"))
     torch.manual_seed(7)
     conv = BNConvNet(channels=8).train()
     g = torch.Generator().manual_seed(8)
@@ -146,24 +154,35 @@ def check_bn_loss(fn) -> CheckResult:
         if not torch.is_tensor(out) or out.numel() != 1:
             return CheckResult(False, f"Return one scalar tensor, got {type(out).__name__}"
                                       f"{tuple(out.shape) if torch.is_tensor(out) else ''}.")
+        try:       # before the buffers are restored below, which would invalidate the graph
+            got_grad = (torch.autograd.grad(out.reshape(()), x, allow_unused=True)[0]
+                        if out.requires_grad else None)
+        except RuntimeError:
+            got_grad = None
         changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
         if changed:
             return CheckResult(False, f"Your function changed the model's buffers ({changed[0]}, ...): a forward pass "
-                                      "in train mode updates the running statistics. Keep a copy of the running "
-                                      "statistics before the forward pass and restore them, or run a copy of the "
-                                      "model.")
+                                      "in train mode updates the running statistics. Run the forward pass on a copy "
+                                      "of the model (copy.deepcopy): restoring the buffers in place afterwards would "
+                                      "also break the gradient with respect to x.")
         if model.training != train_mode:
             return CheckResult(False, f"Your function left the model in {'train' if model.training else 'eval'} "
                                       f"mode; it was in {'train' if train_mode else 'eval'} mode. The prior must be "
                                       "measured in the mode the client used (BatchNorm in train mode normalises with "
                                       "the batch's statistics), and the model must come out unchanged: run a copy.")
         model.load_state_dict(before)
+        x_ref = x.detach().clone().requires_grad_(True)
+        want_grad, = torch.autograd.grad(bn_statistic_loss(copy.deepcopy(model), x_ref), x_ref)
         if not torch.allclose(out.detach().reshape(()).double(), want.double(), rtol=1e-4, atol=1e-6):
             return CheckResult(False, f"With the model in {'train' if train_mode else 'eval'} mode: expected "
                                       f"{want.item():.5f}, got {out.detach().reshape(()).item():.5f}. Use the layer's "
                                       "*input* (a forward pre-hook), the biased variance (unbiased=False), every BN "
                                       "layer, and the plain (not squared) Euclidean norm.")
-        if not out.requires_grad:
-            return CheckResult(False, "The value is right but not differentiable in x: do not detach the statistics.")
+        if got_grad is None or not torch.allclose(got_grad, want_grad, rtol=1e-3, atol=1e-6):
+            return CheckResult(False, "The value is right but its gradient does not reach x (or is not the prior's): "
+                                      "the attack differentiates this prior with respect to the candidate images, so "
+                                      "run the forward pass on x itself, not on x.detach(), do not detach the "
+                                      "statistics, and do not modify the model's tensors in place after the forward "
+                                      "pass (run a copy of the model instead).")
     return CheckResult(True, "matches the BN-statistic prior on random BatchNorm networks in train and eval mode, "
                              "and leaves the running statistics alone.")

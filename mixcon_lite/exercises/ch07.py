@@ -147,7 +147,9 @@ def check_bn_loss(fn) -> CheckResult:
         model.train(train_mode)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(10 + seed), requires_grad=True)
-        want = bn_statistic_loss(copy.deepcopy(model), x.detach())      # in the mode the model is in
+        x_ref = x.detach().clone().requires_grad_(True)
+        want = bn_statistic_loss(copy.deepcopy(model), x_ref)           # in the mode the model is in
+        want_grad, = torch.autograd.grad(want, x_ref)
         out, fail = call_student(fn, model, x)
         if fail is not None:
             return fail
@@ -171,8 +173,6 @@ def check_bn_loss(fn) -> CheckResult:
                                       "measured in the mode the client used (BatchNorm in train mode normalises with "
                                       "the batch's statistics), and the model must come out unchanged: run a copy.")
         model.load_state_dict(before)
-        x_ref = x.detach().clone().requires_grad_(True)
-        want_grad, = torch.autograd.grad(bn_statistic_loss(copy.deepcopy(model), x_ref), x_ref)
         if not torch.allclose(out.detach().reshape(()).double(), want.double(), rtol=1e-4, atol=1e-6):
             return CheckResult(False, f"With the model in {'train' if train_mode else 'eval'} mode: expected "
                                       f"{want.item():.5f}, got {out.detach().reshape(()).item():.5f}. Use the layer's "

@@ -7,8 +7,8 @@ from torch import nn
 
 from mixcon_lite.attacks.gradients import restore_labels, shared_gradients
 from mixcon_lite.attacks.gradinversion import gradinversion
-from mixcon_lite.attacks.gradinversion import (PRIORS, bn_layers, bn_statistic_loss, count_labels,
-                                               label_calibration, match_batch)
+from mixcon_lite.attacks.gradinversion import (PRIORS, batch_bn_statistics, bn_layers, bn_statistic_loss,
+                                               count_labels, label_calibration, match_batch)
 from mixcon_lite.attacks.result import AttackResult
 from mixcon_lite.models import BNConvNet
 
@@ -327,10 +327,14 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     assert all(0 <= v["count_accuracy"] <= 1 for v in labels.values())
     tiny = dict(s, steps=2, priors={"none": {}, "+ group consistency": PRIORS["+ group consistency"]},
                 attack_batch_sizes=[4], batches_per_size=2, repeat_batch_size=12, repeat_batches=1,
-                repeat_prior="none")
-    scores = gx.fidelity(model, xb, yb, (x, y), tiny, progress=False)
+                repeat_prior="none", decoy_priors=["+ group consistency"], batch_bn_prior="+ group consistency")
+    decoy = gx.decoy_batch(x, y, xb, yb, torch.Generator().manual_seed(1))
+    scores = gx.fidelity(model, xb, yb, (x, y), tiny, progress=False, decoy=decoy)
     summary = gx.summary(scores)
-    assert set(summary) == {"none", "+ group consistency", "class mean", "random same-class", "initial noise"}
+    assert set(summary) == {"none", "+ group consistency", gx.BATCH_BN_ROW, gx.decoy_row("+ group consistency"),
+                            "class mean", "random same-class", "initial noise"}
+    assert set(gx.summary(gx.fidelity(model, xb, yb, (x, y), tiny, progress=False))) == \
+        set(summary) - {gx.decoy_row("+ group consistency")}          # no decoy given: no decoy row
     assert summary["class mean"]["beats_class_mean"] == 0.0
     assert scores["none"]["matched"].shape == xb.shape and len(scores["none"]["ssim"]) == 4
     study = gx.fidelity_study(model, (x, y), (x, y), tiny, progress=False)
@@ -344,6 +348,7 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     res = gx.gradinversion(model, gx.client_gradients(model, xb, yb), (1, 28, 28), yb, steps=1, lr=1e-12,
                            seed=5, progress=False)
     assert torch.allclose(res.reconstruction, start, atol=1e-6)
+    assert gx.decoy_row("+ group consistency") in study[4]["ssim"]
     rep = gx.repeat_label_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(rep["ssim_oracle_labels"]) == len(rep["ssim_recovered_labels"]) == 12
     assert 0 <= rep["label_accuracy"][0] <= 1
@@ -384,3 +389,74 @@ def test_gradinversion_returns_the_seed_with_the_smallest_gradient_distance(bn_c
     best = int(torch.tensor(by_hand).argmin())
     assert res.extras["best_seed"] == best
     assert torch.equal(res.reconstruction, res.extras["candidates"][best])
+
+
+def test_decoy_batch_has_the_labels_and_never_the_private_images():
+    from mixcon_lite.experiments import gradinversion as gx
+
+    g = torch.Generator().manual_seed(0)
+    x_pool, y_pool = torch.rand(40, 1, 4, 4, generator=g), torch.arange(40) % 10
+    x, y = x_pool[[3, 14, 25]], y_pool[[3, 14, 25]]
+    for seed in range(5):
+        xd, yd = gx.decoy_batch(x_pool, y_pool, x, y, torch.Generator().manual_seed(seed))
+        assert torch.equal(yd, y) and xd.shape == x.shape
+        assert not any(torch.equal(a, b) for a, b in zip(xd, x))
+        assert all(any(torch.equal(a, p) for p in x_pool[y_pool == c]) for a, c in zip(xd, y.tolist()))
+    with pytest.raises(ValueError, match="no other image of class"):
+        gx.decoy_batch(x_pool[:10], y_pool[:10], x_pool[:1], y_pool[:1], torch.Generator().manual_seed(0))
+
+
+def test_batch_bn_statistics_are_the_batchs_own_and_set_the_bn_target(bn_case):
+    """batch_bn_statistics returns each BN layer's input mean and biased variance (by hand with a
+    hook), leaves the buffers alone; passed as bn_targets, the BN term is zero at the private batch
+    (it is not with the running statistics)."""
+    model, x, y, grads = bn_case
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = batch_bn_statistics(model, x)
+    seen = []
+    probe = copy.deepcopy(model)
+    bn_layers(probe)[0].register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+    probe(x)
+    assert len(got) == 1
+    assert torch.allclose(got[0][0], seen[0].mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(got[0][1], seen[0].var((0, 2, 3), unbiased=False), atol=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    kw = dict(steps=1, lr=1e-9, init=x, progress=False, bn_weight=1.0)
+    own = gradinversion(model, grads, (1, 28, 28), y, bn_targets=got, **kw)
+    running = gradinversion(model, grads, (1, 28, 28), y, **kw)
+    assert own.history["bn"][0] < 1e-4 < running.history["bn"][0]
+    assert own.extras["settings"]["bn_targets"] == "given"
+    with pytest.raises(ValueError, match="bn_weight > 0"):
+        gradinversion(model, grads, (1, 28, 28), y, steps=1, bn_targets=got, progress=False)
+    with pytest.raises(ValueError, match="one per BatchNorm layer"):
+        gradinversion(model, grads, (1, 28, 28), y, bn_targets=got * 2, **kw)
+    with pytest.raises(ValueError, match="shaped like"):
+        gradinversion(model, grads, (1, 28, 28), y, bn_targets=[(got[0][0][:2], got[0][1])], **kw)
+    with pytest.raises(ValueError, match="b >= 2"):
+        batch_bn_statistics(model, x[:1])
+
+
+def test_a_saturated_image_in_a_batch_hides_its_class():
+    """b >= 2 with one image whose float32 softmax saturates (true-class probability 1): its own
+    term in its class's row is exactly 0 and the other image adds a positive one, so that row has no
+    negative entry and a positive sum, like an absent class's: neither the row minimum nor the row
+    sum can find it. label_restoration counts such failures as ``failures_confident``."""
+    from mixcon_lite.experiments import gradinversion as gx
+
+    model = relu_mlp(0)
+    with torch.no_grad():
+        model[-1].bias[9] += 40.0          # every input is classified 9 with float32 probability 1
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 12, generator=g)
+    y = torch.tensor([9, 3])
+    with torch.no_grad():
+        assert float(model(x).softmax(1)[0, 9]) == 1.0
+    grads = shared_gradients(model, x, y)
+    row9 = grads[-2][9]
+    assert float(row9.min()) >= 0 and float(row9.sum()) > 0        # no trace of the image of class 9
+    assert float(grads[-2][3].min()) < 0                             # the unsaturated image is found
+    assert restore_labels(model, grads, 2).tolist() != [3, 9]
+    x_pool, y_pool = torch.rand(200, 12, generator=g), torch.arange(200) % 10
+    out = gx.label_restoration(model, x_pool, y_pool, [2], trials=40, distinct=True, progress=False)[2]
+    assert 0 < out["exact"] < 1                      # the batches holding class 9 fail, the others do not
+    assert out["failures_confident"] == 1.0 and out["confident"] > 0

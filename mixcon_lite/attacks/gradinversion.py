@@ -21,11 +21,12 @@ Public functions
 * :func:`~.labels.restore_labels` — the batch's labels from the last linear layer's weight gradient
   (non-repeating labels); :func:`~.labels.count_labels` with :func:`~.labels.label_calibration` —
   the label multiset when labels repeat (both in :mod:`.labels`, re-exported here).
-* :func:`bn_statistic_loss` — the BN-statistic prior on a candidate batch.
+* :func:`bn_statistic_loss` — the BN-statistic prior on a candidate batch;
+  :func:`batch_bn_statistics` — a batch's own BN statistics (what shared buffers would leak).
 * :func:`gradinversion` — gradient matching plus fidelity priors (TV, L2, BN statistics) and
   group consistency over several seeds, the seeds batched in one graph with ``torch.func.vmap``.
-* :func:`match_batch` — the optimal one-to-one assignment of reconstructions to originals
-  (a batch's gradient does not tell which image came first), for scoring.
+* :func:`~.matching.match_batch` (re-exported here) — the optimal one-to-one assignment of
+  reconstructions to originals (a batch's gradient does not tell which image came first).
 * :func:`bn_layers` — the layers the BN prior reads (the output layer comes from
   :func:`~.labels.final_linear`).
 """
@@ -35,7 +36,6 @@ import copy
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +45,7 @@ from ..config import resolve_seed
 from ..utils import positive_int, progress_bar
 from .features import total_variation
 from .labels import count_labels, label_calibration, restore_labels  # noqa: F401
-from .matching import check_gradients
+from .matching import check_gradients, match_batch  # noqa: F401 (re-exported)
 from .result import AttackResult
 
 #: The chapter's prior settings. The weights are ours, chosen by a small search on two batches
@@ -116,27 +116,48 @@ def bn_statistic_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return _bn_term(stats, targets)
 
 
-def match_batch(reconstruction, originals) -> torch.Tensor:
-    """The optimal assignment of reconstructions to originals, by pixel MSE.
+def batch_bn_statistics(model: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The per-channel mean and biased variance of each BatchNorm layer's *input* over the batch
+    ``x`` (and spatial positions), for the layers with running statistics, in
+    :func:`bn_layers` order, from one forward pass in the model's current mode (buffers left
+    unchanged). This is what a protocol that also sends a client's updated BatchNorm buffers gives
+    away: the new running mean is ``(1 - m) * old + m * batch mean``, so the server solves for the
+    batch's own statistics. Pass the result as ``gradinversion(..., bn_targets=...)`` to model that
+    stronger attacker."""
+    layers = [m for m in bn_layers(model) if m.running_mean is not None]
+    if not layers:
+        raise ValueError("batch_bn_statistics needs BatchNorm layers with running statistics; this model has none.")
+    if not torch.is_tensor(x) or x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"batch_bn_statistics expects a batch x [b, ...] with b >= 2, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
+    from torch.func import functional_call
 
-    Returns ``order`` (``LongTensor[n]``) such that ``reconstruction[order[j]]`` is the
-    reconstruction matched to ``originals[j]``; the matching minimises the total MSE over all
-    one-to-one assignments (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``). Use it
-    before scoring any batch attack, and match baselines the same way."""
-    from scipy.optimize import linear_sum_assignment
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    stats: list = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: stats.append(_batch_stats(inp[0].detach())))
+             for m in layers]
+    try:
+        with torch.no_grad():
+            functional_call(model, buffers, (x,), strict=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
 
-    if not torch.is_tensor(reconstruction) or not torch.is_tensor(originals):
-        raise ValueError("match_batch expects two tensors [n, ...].")
-    if reconstruction.shape != originals.shape or reconstruction.ndim < 2 or len(originals) == 0:
-        raise ValueError(f"match_batch expects two batches of the same shape [n, ...] with n >= 1, got "
-                         f"{tuple(reconstruction.shape)} and {tuple(originals.shape)}.")
-    a = reconstruction.detach().cpu().double().flatten(1)
-    b = originals.detach().cpu().double().flatten(1)
-    cost = torch.cdist(a, b).pow(2) / a.shape[1]          # cost[i, j] = MSE(rec i, original j)
-    rows, cols = linear_sum_assignment(cost.numpy())
-    order = np.empty(len(b), dtype=np.int64)
-    order[cols] = rows
-    return torch.from_numpy(order)
+
+def _check_bn_targets(bn_targets, targets: list) -> list:
+    """``bn_targets`` as a list of ``(mean, var)`` matching the running statistics ``targets``."""
+    present = [t for t in targets if t is not None]
+    if not isinstance(bn_targets, (list, tuple)) or len(bn_targets) != len(present):
+        raise ValueError(f"bn_targets must be a list of (mean, var) pairs, one per BatchNorm layer with running "
+                         f"statistics ({len(present)} here), e.g. from batch_bn_statistics(model, x).")
+    out = []
+    for (mu, var), (rm, rv) in zip(bn_targets, present):
+        if not (torch.is_tensor(mu) and torch.is_tensor(var)) or mu.shape != rm.shape or var.shape != rv.shape:
+            raise ValueError(f"each bn_targets pair must hold two tensors shaped like the layer's running "
+                             f"statistics {tuple(rm.shape)}.")
+        out.append((mu.detach().to(rm), var.detach().to(rv)))
+    return out
 
 
 def _check_weight(value, name: str) -> float:
@@ -175,7 +196,7 @@ def _attack_copy(model: nn.Module) -> tuple[nn.Module, list, list]:
 def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int = 500, lr: float = 0.1,
                   tv_weight: float = 0.0, l2_weight: float = 0.0, bn_weight: float = 0.0,
                   group_weight: float = 0.0, seeds: int = 1, box=(0.0, 1.0), init=None, seed: int | None = None,
-                  progress: bool | None = None, record_every: int = 10) -> AttackResult:
+                  progress: bool | None = None, record_every: int = 10, bn_targets=None) -> AttackResult:
     r"""GradInversion: optimise a batch of images so that its gradient matches the shared one.
 
     For each of ``seeds`` = :math:`G` starting points :math:`\hat x_g` (``[b, *input_shape]``,
@@ -216,6 +237,9 @@ def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int =
     init : optional starting batch ``[b, *input_shape]`` (every seed starts there) or
         ``[G, b, *input_shape]``; default uniform in ``box`` (standard normal without a box), seeded.
     record_every : record the history every this many steps.
+    bn_targets : optional ``[(mean, var), ...]``, one pair per BatchNorm layer with running
+        statistics: the statistics :math:`R_{BN}` pulls towards instead of the running ones (the
+        batch's own, from :func:`batch_bn_statistics`, for an attacker that receives them).
 
     Returns an :class:`AttackResult`: ``reconstruction`` ``[b, *input_shape]``, ``labels``,
     ``loss`` = the batch's final gradient distance repeated for each image (it is a property of the
@@ -258,6 +282,11 @@ def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int =
     if weights["bn_weight"] > 0 and not any(t is not None for t in targets):
         raise ValueError("bn_weight > 0 matches BatchNorm running statistics, but this model has no BatchNorm "
                          "layer with running statistics; set bn_weight=0.")
+    if bn_targets is not None:
+        if weights["bn_weight"] == 0:
+            raise ValueError("bn_targets sets what the BN prior matches; it needs bn_weight > 0.")
+        given = iter(_check_bn_targets(bn_targets, targets))
+        targets = [None if t is None else next(given) for t in targets]
     b = len(labels)
     labels = labels.to(device).long()
     with torch.no_grad():
@@ -356,7 +385,8 @@ def gradinversion(model: nn.Module, gradients, input_shape, labels, steps: int =
     cand = x.detach().cpu()
     rec = cand[best]
     consensus = cand.mean(0)
-    settings = {"steps": steps, "lr": lr, "seeds": seeds, "box": box, "seed": int(seed), **weights}
+    settings = {"steps": steps, "lr": lr, "seeds": seeds, "box": box, "seed": int(seed), **weights,
+                "bn_targets": "given" if bn_targets is not None else "running"}
     return AttackResult(reconstruction=rec, labels=labels.cpu(), loss=final[best].detach().cpu().repeat(b),
                         history=history, seconds=time.perf_counter() - t0,
                         extras={"consensus": consensus, "candidates": cand, "best_seed": best,

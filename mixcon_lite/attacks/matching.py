@@ -5,6 +5,8 @@ r"""Gradient matching: what a federated client sends, and how far a candidate's 
 * :func:`soft_cross_entropy` — DLG's loss against a label distribution.
 * :class:`GradientMatcher` — per-candidate matching terms (squared distance, inner product, squared
   norm of the candidate's gradient) for ``K`` candidate batches in one graph.
+* :func:`match_batch` — the optimal one-to-one assignment of a batch's reconstructions to its
+  originals (a batch's gradient does not say which image came first), for scoring.
 
 The attacks built on these live in :mod:`.gradients` (DLG, Inverting Gradients) and
 :mod:`.gradinversion`; the label tricks in :mod:`.labels`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -311,3 +314,26 @@ class GradientMatcher:
     def cosine_distance(self, inner: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
         """Inverting Gradients' :math:`1 - \\langle\\hat g, g\\rangle / (\\lVert\\hat g\\rVert\\lVert g\\rVert)`."""
         return 1.0 - inner / (sq.clamp_min(1e-30).sqrt() * max(self.target_norm, 1e-30))
+
+
+def match_batch(reconstruction, originals) -> torch.Tensor:
+    """The optimal assignment of reconstructions to originals, by pixel MSE.
+
+    Returns ``order`` (``LongTensor[n]``) such that ``reconstruction[order[j]]`` is the
+    reconstruction matched to ``originals[j]``; the matching minimises the total MSE over all
+    one-to-one assignments (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``). Use it
+    before scoring any batch attack, and match baselines the same way."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not torch.is_tensor(reconstruction) or not torch.is_tensor(originals):
+        raise ValueError("match_batch expects two tensors [n, ...].")
+    if reconstruction.shape != originals.shape or reconstruction.ndim < 2 or len(originals) == 0:
+        raise ValueError(f"match_batch expects two batches of the same shape [n, ...] with n >= 1, got "
+                         f"{tuple(reconstruction.shape)} and {tuple(originals.shape)}.")
+    a = reconstruction.detach().cpu().double().flatten(1)
+    b = originals.detach().cpu().double().flatten(1)
+    cost = torch.cdist(a, b).pow(2) / a.shape[1]          # cost[i, j] = MSE(rec i, original j)
+    rows, cols = linear_sum_assignment(cost.numpy())
+    order = np.empty(len(b), dtype=np.int64)
+    order[cols] = rows
+    return torch.from_numpy(order)

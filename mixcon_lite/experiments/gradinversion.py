@@ -12,7 +12,11 @@ Two experiments:
   each batch's gradient (row minimum for distinct labels, count-aware beyond the number of
   classes); every reconstruction and both baselines (the
   class-mean image and a random image of the same class, from images the attacker owns) matched to
-  the originals by an optimal assignment before PSNR and SSIM are computed.
+  the originals by an optimal assignment before PSNR and SSIM are computed. Two controls: the
+  decoy-gradient rows (the same attack on the gradient of another batch of the same classes,
+  scored against the private batch: what labels and priors give without this batch's gradient),
+  and the BN row with the batch's own BN statistics (an attacker that also receives the client's
+  BatchNorm buffers).
 * **Repeated labels** (:func:`repeat_label_study`): batches larger than the number of classes,
   attacked with the true labels (an oracle) and with the labels the count-aware
   :func:`~mixcon_lite.attacks.gradinversion.count_labels` recovers.
@@ -36,7 +40,8 @@ import torch
 
 from ..attacks.labels import final_linear, restore_labels
 from ..attacks.matching import shared_gradients
-from ..attacks.gradinversion import PRIORS, count_labels, gradinversion, label_calibration, match_batch
+from ..attacks.gradinversion import (PRIORS, batch_bn_statistics, count_labels, gradinversion,
+                                     label_calibration, match_batch)
 from ..config import get_mode, resolve_seed
 from ..data import load_dataset, subset
 from ..metrics import psnr, ssim
@@ -67,6 +72,11 @@ def settings(mode: str | None = None, scale: str = "paper") -> dict:
         "steps": 400 if fast else (1000 if cpu else 4000),
         "repeat_batch_size": 16, "repeat_batches": 1 if fast else 3, "repeat_prior": "TV + L2",
         "priors": {name: dict(kw) for name, kw in PRIORS.items()},
+        # controls beside the prior rows: the same attack run on a decoy gradient (another batch
+        # of the same classes), scored against the private batch; and the BN row again with the
+        # batch's own BN statistics (an attacker that also receives the client's buffers)
+        "decoy_priors": ["TV + L2", "+ group consistency"],
+        "batch_bn_prior": "+ BN statistics",
     }
 
 
@@ -96,6 +106,21 @@ def draw_batch(x, y, b: int, distinct: bool, gen: torch.Generator):
         idx.append(int(pool[torch.randint(0, len(pool), (1,), generator=gen)]))
     idx = torch.tensor(idx)
     return x[idx], y[idx]
+
+
+def decoy_batch(x_pool, y_pool, x, y, gen: torch.Generator):
+    """A decoy for the private batch ``(x, y)``: for each private image another image of the same
+    class from the pool (never the private image itself), in the same order. Its gradient is what an
+    attack run "on the wrong client" sees; scored against ``x`` it measures what the labels and the
+    priors alone give the attack (the decoy-gradient control)."""
+    idx = []
+    for xi, c in zip(x, y.tolist()):
+        pool = torch.nonzero(y_pool == c).flatten()
+        pool = pool[[not torch.equal(x_pool[int(j)], xi) for j in pool]]
+        if len(pool) == 0:
+            raise ValueError(f"the pool holds no other image of class {c} for a decoy batch.")
+        idx.append(int(pool[torch.randint(0, len(pool), (1,), generator=gen)]))
+    return x_pool[torch.tensor(idx)], y.clone()
 
 
 def client_gradients(model, x, y):
@@ -184,20 +209,46 @@ def score(rec, x) -> dict:
     return {"psnr": psnr(matched, x), "ssim": ssim(matched, x), "matched": matched}
 
 
+#: Row names of the controls :func:`fidelity` adds beside the prior rows.
+BATCH_BN_ROW = "+ BN statistics (batch's own)"
+
+
+def decoy_row(prior: str) -> str:
+    """The row name of ``prior`` run on a decoy gradient."""
+    return f"decoy gradient: {prior}"
+
+
 def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool | None = None,
-             labels=None, priors=None) -> dict:
+             labels=None, priors=None, decoy=None) -> dict:
     """Attack one private batch ``(x, y)`` with every prior setting in ``priors`` (default
     ``s["priors"]``), with the labels ``labels`` (default the true ``y``, an oracle; pass the labels
     the attacker recovers). Returns ``{setting or baseline: score dict}`` (attacks also carry their
     final ``grad_distance`` and ``history``) plus ``"seconds"`` per attack setting. The label-only
     baselines use the same labels as the attack (a label-only attacker with what the attacker
-    knows), and ``initial noise`` is the attack's own start."""
+    knows), and ``initial noise`` is the attack's own start.
+
+    With the default priors two kinds of control rows are added (each differs from its prior row in
+    one thing): :data:`BATCH_BN_ROW`, the ``s["batch_bn_prior"]`` setting with the BN prior pulled
+    to the batch's own statistics (:func:`~mixcon_lite.attacks.gradinversion.batch_bn_statistics`)
+    instead of the running ones; and, given a ``decoy`` batch (:func:`decoy_batch`),
+    ``decoy_row(p)`` for each ``p`` in ``s["decoy_priors"]``: the same attack, labels and start run
+    on the decoy's gradient and scored against ``x``."""
     seed = resolve_seed(seed)
     grads = client_gradients(model, x, y)
     attack_labels = y if labels is None else labels
+    settings_ = s["priors"] if priors is None else priors
+    runs = [(name, kw, grads) for name, kw in settings_.items()]
+    if priors is None:
+        if s.get("batch_bn_prior"):
+            kw = dict(s["priors"][s["batch_bn_prior"]])
+            kw["bn_targets"] = batch_bn_statistics(copy.deepcopy(model).train(), x)
+            runs.append((BATCH_BN_ROW, kw, grads))
+        if decoy is not None:
+            decoy_grads = client_gradients(model, *decoy)
+            runs += [(decoy_row(p), s["priors"][p], decoy_grads) for p in s.get("decoy_priors", [])]
     out, seconds = {}, {}
-    for name, kw in (s["priors"] if priors is None else priors).items():
-        res = gradinversion(model, grads, tuple(x.shape[1:]), attack_labels, steps=s["steps"], seed=seed,
+    for name, kw, g in runs:
+        res = gradinversion(model, g, tuple(x.shape[1:]), attack_labels, steps=s["steps"], seed=seed,
                             progress=progress, **kw)
         out[name] = score(res.reconstruction, x)
         out[name]["grad_distance"] = float(res.loss[0])
@@ -218,11 +269,14 @@ def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress:
     :func:`~mixcon_lite.attacks.labels.count_labels` (``labels_exact``: whether the recovered
     multiset equals the true one). Returns ``{b: {"batches": [(x, y, scores), ...],
     "ssim": {row: per-image SSIM over all batches}, "psnr": {...}, "batch_ssim": {row: [mean per
-    batch]}}}``: per-image arrays pool the batches (paired across rows: the same images)."""
+    batch]}}}``: per-image arrays pool the batches (paired across rows: the same images). Each batch
+    also gets a decoy (:func:`decoy_batch`, drawn from its own generator so the private batches
+    do not depend on it) for :func:`fidelity`'s decoy-gradient rows."""
     seed = resolve_seed(seed)
     out = {}
     for b in s["attack_batch_sizes"]:
         gen = torch.Generator().manual_seed(seed + 100 + b)
+        decoy_gen = torch.Generator().manual_seed(seed + 300 + b)
         batches, recovered_ok = [], []
         classes = final_linear(model)[0].out_features
         calibration = None if b <= classes else label_calibration(model, *aux, b, seed=seed)
@@ -232,7 +286,9 @@ def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress:
             recovered = (restore_labels(model, grads, b) if calibration is None
                          else count_labels(model, grads, b, calibration))
             recovered_ok.append(bool(torch.equal(recovered, torch.sort(y).values)))
-            batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False, labels=recovered)))
+            decoy = decoy_batch(*pool, x, y, decoy_gen) if s.get("decoy_priors") else None
+            batches.append((x, y, fidelity(model, x, y, aux, s, seed=seed + j, progress=False, labels=recovered,
+                                           decoy=decoy)))
         rows = [k for k in batches[0][2] if k != "seconds"]
         out[b] = {"batches": batches, "labels_exact": recovered_ok,
                   "ssim": {r: np.concatenate([sc[r]["ssim"] for _, _, sc in batches]) for r in rows},
@@ -303,15 +359,24 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
         for a, ref in zip(rows[1:len(s["priors"])], rows[:len(s["priors"]) - 1]):     # each row vs the one above
             c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
             comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
-        for a in s["priors"]:
-            for ref in ("class mean", "random same-class"):
+        attack_rows = [*s["priors"], *([BATCH_BN_ROW] if s.get("batch_bn_prior") else [])]
+        controls = [(BATCH_BN_ROW, s["batch_bn_prior"])] if s.get("batch_bn_prior") else []
+        controls += [(p, decoy_row(p)) for p in s.get("decoy_priors", [])]
+        for a in attack_rows:
+            for ref in ("class mean", "random same-class", "initial noise"):
                 c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
                 comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
+        for a, ref in controls:                            # each control against its own row
+            c = paired(st["ssim"][a], st["ssim"][ref], names=(a, ref))
+            comparisons[f"{a} vs {ref}"] = [c.difference, c.low, c.high, c.verdict]
+        beats_both = {r: int(np.sum((v > st["ssim"]["class mean"]) & (v > st["ssim"]["random same-class"])))
+                      for r, v in st["ssim"].items()}
         attacks[str(b)] = {"images": int(len(st["ssim"][rows[0]])), "batches": s["batches_per_size"],
                            "labels_exact": st["labels_exact"],
                            "ssim": {r: float(np.mean(v)) for r, v in st["ssim"].items()},
                            "psnr": {r: float(np.mean(v)) for r, v in st["psnr"].items()},
-                           "batch_ssim": st["batch_ssim"], "comparisons": comparisons}
+                           "batch_ssim": st["batch_ssim"], "comparisons": comparisons,
+                           "beats_both_label_guesses": beats_both}
     rep = repeat_label_study(model, pool, aux, s, seed=seed, progress=progress)
     c = paired(rep["ssim_recovered_labels"], rep["ssim_oracle_labels"], names=("recovered labels", "true labels"))
     c_start = paired(rep["ssim_oracle_labels"], rep["ssim_start"], names=("true labels", "initial noise"))

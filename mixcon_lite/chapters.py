@@ -11,20 +11,31 @@ outputs and nothing is written back::
 ``--jobs 2 --threads 1`` runs two chapters at once, one thread each, on a 2-core machine (CI does
 this after the README's test command). Each chapter's wall time is printed; a chapter over
 ``--budget`` seconds is reported (and fails with ``--strict-budget``).
+
+How much do the chapter's numbers move? ``--record FILE`` keeps every value each run glued
+(:func:`mixcon_lite.reproducibility.glued_values`) and writes them, with the spread of each number
+over the runs and the largest change between thread counts at the same seed, to a JSON record
+(command, date, hardware) that the reproducibility page can read::
+
+    python -m mixcon_lite.chapters --seed 0 --seed 1 --seed 2 --threads 1 --threads 2 \
+        --record book/results/chapter07_spread_fast.json notebooks/07_gradinversion_batches.ipynb
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import sys
 import time
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .config import SEED_ENV, resolve_seed
 from .utils import positive_int
 
-__all__ = ["run_notebook", "main"]
+__all__ = ["run_notebook", "spread", "main"]
 
 
 def _kernel_env(seed: int, threads: int | None) -> dict:
@@ -38,13 +49,15 @@ def _kernel_env(seed: int, threads: int | None) -> dict:
 
 
 def run_notebook(path: str | os.PathLike, seed: int = 1, threads: int | None = None,
-                 timeout: int = 900, out_dir: str | os.PathLike | None = None) -> dict:
+                 timeout: int = 900, out_dir: str | os.PathLike | None = None,
+                 values: bool = False) -> dict:
     """Execute one notebook in a fresh kernel at ``seed`` (and ``threads`` CPU threads, if given).
 
     Returns ``{"notebook", "seed", "threads", "seconds", "ok", "error"}``; ``error`` names the
     first cell that raised and the exception's last line. The notebook itself is never written;
     with ``out_dir`` the executed copy (outputs up to the failing cell) is saved there as
-    ``<name>.seed<S>.ipynb``, to read what another seed printed.
+    ``<name>.seed<S>.ipynb``, to read what another seed printed. With ``values=True`` the result
+    also holds ``"values"``: what the run glued (name -> value), read from the executed copy.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -71,12 +84,54 @@ def run_notebook(path: str | os.PathLike, seed: int = 1, threads: int | None = N
         error = f"cell {cell}: {last[-1] if last else type(err).__name__}"
     except Exception as err:  # a timeout or a dead kernel
         error = f"{type(err).__name__}: {err}"
+    seconds = time.perf_counter() - t0
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out / f"{path.stem}.seed{seed}.ipynb")
-    return {"notebook": path.name, "seed": seed, "threads": threads,
-            "seconds": time.perf_counter() - t0, "ok": error is None, "error": error}
+    result = {"notebook": path.name, "seed": seed, "threads": threads,
+              "seconds": seconds, "ok": error is None, "error": error}
+    if values:
+        from .reproducibility import glued_values
+        with tempfile.TemporaryDirectory() as tmp:
+            nbformat.write(nb, Path(tmp) / path.name)
+            result["values"] = glued_values(Path(tmp) / path.name)
+    return result
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def spread(runs: list[dict], skip: tuple[str, ...] = ("runtime_s",)) -> dict:
+    """How each glued number moved over ``runs`` (results of :func:`run_notebook` with
+    ``values=True``), per notebook: ``{"numbers": {name: {"min", "max", "range"}}, "threads":
+    {seed: {"max_abs_change", "name"}}}``. ``threads`` compares the runs of one seed at different
+    thread counts (the rounding of another CPU, in small): the largest absolute change of any
+    number and where it was. Names in ``skip`` (timings) and non-numbers are left out; a number
+    that a run did not glue is left out of that run."""
+    out: dict = {}
+    for nb in sorted({r["notebook"] for r in runs}):
+        mine = [r for r in runs if r["notebook"] == nb and r.get("values")]
+        names = sorted({k for r in mine for k, v in r["values"].items()
+                        if _number(v) and k not in skip})
+        numbers = {}
+        for k in names:
+            vals = [float(r["values"][k]) for r in mine if _number(r["values"].get(k))]
+            numbers[k] = {"min": min(vals), "max": max(vals), "range": max(vals) - min(vals)}
+        by_seed = {}
+        for seed in sorted({r["seed"] for r in mine}):
+            same = [r for r in mine if r["seed"] == seed]
+            if len({r["threads"] for r in same}) < 2:
+                continue
+            worst, where = 0.0, None
+            for k in names:
+                vals = [float(r["values"][k]) for r in same if _number(r["values"].get(k))]
+                if len(vals) > 1 and max(vals) - min(vals) > worst:
+                    worst, where = max(vals) - min(vals), k
+            by_seed[str(seed)] = {"max_abs_change": worst, "name": where}
+        out[nb] = {"runs": len(mine), "numbers": numbers, "threads": by_seed}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="+", help="chapter notebooks to run")
     parser.add_argument("--seed", type=int, action="append",
                         help="MIXCON_LITE_SEED for the run (repeat for several; default 1)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads per kernel (OMP_NUM_THREADS); default: the machine's")
+    parser.add_argument("--threads", type=int, action="append",
+                        help="CPU threads per kernel (OMP_NUM_THREADS; repeat for several); "
+                             "default: the machine's")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     parser.add_argument("--budget", type=float, default=180.0,
@@ -95,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the executed copies (default: none are kept)")
     parser.add_argument("--strict-budget", action="store_true",
                         help="fail a chapter that runs over --budget")
+    parser.add_argument("--record", default=None,
+                        help="write every run's glued values and their spread to this JSON file")
     args = parser.parse_args(argv)
     seeds = args.seed or [1]
     for s in seeds:
@@ -102,19 +160,23 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--seed must be >= 0, got {s}")
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
+    threads = args.threads or [None]
+    if any(t < 1 for t in threads if t is not None):
+        parser.error(f"--threads must be >= 1, got {threads}")
     paths = sorted(Path(p) for p in args.notebooks)
     for p in paths:
         if not p.is_file() or p.suffix != ".ipynb":
             parser.error(f"{p} is not a notebook file")
-    jobs = [(p, s) for s in seeds for p in paths]
+    jobs = [(p, s, t) for s in seeds for t in threads for p in paths]
     failed = 0
+    runs = []
+    t_start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_notebook, p, s, args.threads, args.timeout, args.out)
-                   for p, s in jobs]
+        futures = [pool.submit(run_notebook, p, s, t, args.timeout, args.out,
+                               args.record is not None) for p, s, t in jobs]
         for fut in futures:
             r = fut.result()
+            runs.append(r)
             over = r["seconds"] > args.budget
             status = "ok" if r["ok"] else f"FAILED ({r['error']})"
             if over:
@@ -123,6 +185,19 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['seconds']:7.1f} s  {status}", flush=True)
             failed += (not r["ok"]) or (over and args.strict_budget)
     print(f"{len(jobs) - failed} passed, {failed} failed")
+    if args.record is not None:
+        from .experiments import hardware
+        record = {"command": " ".join(["python -m mixcon_lite.chapters"] + list(
+                      argv if argv is not None else sys.argv[1:])),
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="seconds"),
+                  "hardware": hardware(), "mode": os.environ.get("MIXCON_LITE_MODE", "fast"),
+                  "seconds": round(time.perf_counter() - t_start, 1),
+                  "settings": {"seeds": seeds, "threads": threads, "jobs": args.jobs},
+                  "runs": runs, "spread": spread(runs)}
+        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.record).write_text(json.dumps(record, indent=1, default=str))
+        print(f"record written to {args.record}")
     return 1 if failed else 0
 
 

@@ -44,3 +44,32 @@ def test_bad_arguments(tmp_path):
         chapters.run_notebook(tmp_path / "missing.ipynb")
     with pytest.raises(SystemExit):
         chapters.main([str(tmp_path / "missing.ipynb")])
+
+
+def test_record_keeps_glued_values_and_their_spread(tmp_path):
+    nb = _notebook(tmp_path / "02_glue.ipynb",
+                   "import os\nfrom myst_nb import glue\n"
+                   "s, t = int(os.environ['MIXCON_LITE_SEED']), int(os.environ['OMP_NUM_THREADS'])\n"
+                   "glue('x', s + 0.25 * t, display=False)\n"
+                   "glue('label', 'text', display=False)\n"
+                   "glue('runtime_s', 99.0, display=False)")
+    out = tmp_path / "rec" / "spread.json"
+    assert chapters.main([str(nb), "--seed", "0", "--seed", "2", "--threads", "1",
+                          "--threads", "2", "--record", str(out)]) == 0
+    import json
+    rec = json.loads(out.read_text())
+    assert rec["settings"]["seeds"] == [0, 2] and rec["settings"]["threads"] == [1, 2]
+    assert len(rec["runs"]) == 4 and {r["values"]["label"] for r in rec["runs"]} == {"text"}
+    sp = rec["spread"]["02_glue.ipynb"]
+    assert set(sp["numbers"]) == {"x"}                 # text and the timing are left out
+    assert sp["numbers"]["x"] == {"min": 0.25, "max": 2.5, "range": 2.25}
+    assert sp["threads"] == {"0": {"max_abs_change": 0.25, "name": "x"},
+                             "2": {"max_abs_change": 0.25, "name": "x"}}
+    assert "hardware" in rec and rec["command"].startswith("python -m mixcon_lite.chapters")
+
+
+def test_spread_without_a_second_thread_count_compares_nothing():
+    runs = [{"notebook": "a.ipynb", "seed": 0, "threads": 1, "values": {"x": 1.0}},
+            {"notebook": "a.ipynb", "seed": 1, "threads": 1, "values": {"x": 3.0, "y": True}}]
+    sp = chapters.spread(runs)["a.ipynb"]
+    assert sp["threads"] == {} and sp["numbers"] == {"x": {"min": 1.0, "max": 3.0, "range": 2.0}}

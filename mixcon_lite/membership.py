@@ -15,7 +15,11 @@ so the mean of :math:`v_k^\top H v_k` over :math:`k = 1..K` probes is unbiased, 
   :math:`v^\top H v \approx [\ell(x+hv) + \ell(x-hv) - 2\ell(x)]/h^2`).
 * :func:`input_hessian`, :func:`exact_input_curvature`, :func:`hutchinson_variance` — the full
   input Hessian, its exact trace and the estimator's variance (tiny models only), to check against.
-* :func:`loss_scores` — the per-sample loss (the classic loss-threshold attack's score).
+* :func:`curvature_scores` — the exact trace for piecewise-linear networks, from one
+  vector-Jacobian product per class (float64), and :func:`zero_order_curvature`, the authors'
+  loss-query estimator.
+* :func:`loss_scores`, :func:`margin_scores` — the per-sample loss (the classic loss-threshold
+  attack's score) and the logit margin, both in float64 from the margin, so they do not saturate.
 * :func:`correctness_scores` — the label-only baseline (member if correctly classified).
 * :func:`attack_auc`, :func:`roc_curve`, :func:`tpr_at_fpr` — how well a score separates members
   from non-members (scikit-learn's ROC functions).
@@ -91,8 +95,9 @@ def _sample_loss(model):
     return loss
 
 
-def _per_sample(model, x, y, batch_size: int, score) -> torch.Tensor:
-    """``score(logits, y) -> [b]`` for every sample, in batches, model in eval mode, no gradients."""
+def _per_sample(model, x, y, batch_size: int, score, dtype=torch.float32) -> torch.Tensor:
+    """``score(logits, y) -> [b]`` for every sample, in batches, model in eval mode, no gradients;
+    returned as ``dtype`` on the CPU."""
     _check_xy(model, x, y)
     batch_size = positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
@@ -100,17 +105,39 @@ def _per_sample(model, x, y, batch_size: int, score) -> torch.Tensor:
     with _EvalMode(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out.append(score(model(xb), yb).float().cpu())
+            out.append(score(model(xb), yb).to(dtype).cpu())
     return torch.cat(out)
+
+
+def _margin(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """``z_y - logsumexp_{k != y} z_k`` per row, in float64 (it does not saturate at p_y -> 1)."""
+    z = logits.double()
+    zy = z.gather(1, yb.view(-1, 1)).squeeze(1)
+    others = z.scatter(1, yb.view(-1, 1), float("-inf"))
+    return zy - torch.logsumexp(others, dim=1)
+
+
+def margin_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int = 1000) -> torch.Tensor:
+    r"""The logit margin of each sample, :math:`z_y - \log\sum_{k
+e y} e^{z_k}`, ``Tensor[n]``
+    (float64), model in eval mode. It equals :math:`\lograc{p_y}{1-p_y}`, the logit-scaled
+    confidence of LiRA (Carlini et al., 2022), but computed from the logits, so it keeps growing
+    where :math:`p_y` rounds to 1: confident members do not tie. Members score higher."""
+    return _per_sample(model, x, y, batch_size, _margin, dtype=torch.float64)
 
 
 def loss_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int = 1000) -> torch.Tensor:
-    """The cross-entropy loss of each sample, ``Tensor[n]`` (CPU, float32), model in eval mode.
+    r"""The cross-entropy loss of each sample, ``Tensor[n]`` (CPU, float64), model in eval mode.
 
+    Computed as :math:`\log(1 + e^{-m})` from the logit margin :math:`m` (:func:`margin_scores`), in
+    float64: a float32 cross-entropy returns exactly 0 from a margin of about 17 on, so confident
+    members would tie; this form stays distinct up to margins of several hundred.
     Members of an overfit model have lower loss: use ``-loss_scores(...)`` as a membership score."""
     return _per_sample(model, x, y, batch_size,
-                       lambda logits, yb: F.cross_entropy(logits, yb, reduction="none"))
+                       lambda logits, yb: F.softplus(-_margin(logits, yb)),
+                       dtype=torch.float64)
 
 
 def correctness_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -219,6 +246,86 @@ def exact_input_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     """The exact trace of each sample's input Hessian (:func:`input_hessian`), ``Tensor[n]``: the
     reference to check :func:`input_curvature` against on tiny models."""
     return torch.diagonal(input_hessian(model, x, y, max_dim=max_dim), dim1=1, dim2=2).sum(1)
+
+
+def curvature_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int = 100) -> torch.Tensor:
+    r"""The exact input-loss curvature of each sample from the logits' Jacobian, ``Tensor[n]``
+    (float64): :math:`\operatorname{tr}\nabla_x^2\mathrm{CE} = \sum_k p_k\lVert\nabla_x z_k -
+    \bar g\rVert^2` with :math:`\bar g = \sum_k p_k \nabla_x z_k`, the variance of the logit
+    gradients under the softmax :math:`p`. One vector-Jacobian product per class (10 for
+    Fashion-MNIST), batched with ``torch.func.vmap`` of ``jacrev``; the softmax and the variance are
+    taken in float64 from float64 logits, so a confidently classified sample keeps a small but
+    distinct value instead of rounding to 0.
+
+    Exact where the logits are piecewise linear in the input (ReLU, max-pooling, linear layers:
+    the logits' own Hessians vanish almost everywhere), as for the course's LeNet-5; for smooth
+    activations (sigmoid, tanh) it is the Gauss-Newton part of the trace and leaves out
+    :math:`\sum_k (p_k - [k=y])\operatorname{tr}\nabla_x^2 z_k`. Members of an overfit model have
+    lower curvature: use ``-curvature_scores(...)`` as a membership score."""
+    _check_xy(model, x, y)
+    batch_size = positive_int(batch_size, "batch_size")
+    from torch.func import jacrev, vmap
+
+    device = next(model.parameters()).device
+    out = []
+    with _EvalMode(model), _quiet():
+        def logits_of(xi):
+            z = model(xi.unsqueeze(0)).squeeze(0)
+            return z, z
+
+        jac = vmap(jacrev(logits_of, has_aux=True))
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device).float()
+            J, z = jac(xb)                                        # [b, K, ...], [b, K]
+            J = J.detach().reshape(len(xb), z.shape[1], -1).double()
+            p = torch.softmax(z.detach().double(), dim=1)         # [b, K]
+            g_bar = torch.einsum("bk,bkd->bd", p, J)
+            out.append((p * ((J - g_bar[:, None]) ** 2).sum(-1)).sum(1).cpu())
+    return torch.cat(out)
+
+
+def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         h: float = 1e-3, draws: int = 10, seed: int | None = None,
+                         batch_size: int = 500) -> torch.Tensor:
+    r"""The curvature score of the authors' code (Curvature-Clues, ``get_curvature_for_batch_zo_v2``),
+    from loss queries only: for Rademacher directions :math:`u, v` scaled by ``h``, the mixed finite
+    difference :math:`\lvert\ell(x+v+u) - \ell(x-v+u) - \ell(x+v-u) + \ell(x-v-u)\rvert`,
+    averaged over ``draws`` pairs, divided by :math:`4h^2` (our normalisation: it approximates
+    :math:`\lvert u^\top H v\rvert` for unit-entry probes; the ranking does not depend on it).
+    The expectation of :math:`u^\top H v` over independent probes is 0, so this is not the trace:
+    its absolute value measures how large :math:`H` is (roughly its Frobenius norm), not the sum of
+    its eigenvalues. Losses in float64 (the model is copied to float64), ``Tensor[n]`` float64.
+    Members of an overfit model score lower: use its negative as a membership score."""
+    seed = resolve_seed(seed)
+    _check_xy(model, x, y)
+    batch_size = positive_int(batch_size, "batch_size")
+    draws = positive_int(draws, "draws")
+    if not (isinstance(h, (int, float)) and h > 0):
+        raise ValueError(f"h (the finite-difference step) must be a positive number, got {h!r}.")
+    import copy
+
+    m64 = copy.deepcopy(model).double()
+    device = next(m64.parameters()).device
+    g = torch.Generator().manual_seed(int(seed))
+    probes = [(rademacher(x.shape[1:], g).double() * h, rademacher(x.shape[1:], g).double() * h)
+              for _ in range(draws)]
+    out = []
+    with _EvalMode(m64), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device).double()
+            yb = y[i:i + batch_size].to(device).long()
+
+            def loss(z):
+                return F.cross_entropy(m64(z), yb, reduction="none")
+
+            total = torch.zeros(len(xb), dtype=torch.float64, device=device)
+            for v, u in probes:
+                v, u = v.to(device), u.to(device)
+                total += (loss(xb + v + u) - loss(xb - v + u) - loss(xb + v - u)
+                          + loss(xb - v - u)).abs()
+            out.append((total / (draws * 4 * h * h)).cpu())
+    return torch.cat(out)
 
 
 def hutchinson_variance(H: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,74 @@ def test_mismatched_lengths_and_types(tiny):
 def test_loss_scores_match_cross_entropy(tiny):
     model, x, y = tiny
     expected = nn.functional.cross_entropy(model(x), y, reduction="none")
-    assert torch.allclose(mb.loss_scores(model, x, y, batch_size=3), expected.detach(), atol=1e-6)
+    got = mb.loss_scores(model, x, y, batch_size=3)
+    assert got.dtype == torch.float64
+    assert torch.allclose(got.float(), expected.detach(), atol=1e-6)
+
+
+class _FixedLogits(nn.Module):
+    """Returns given logits whatever the input: a model whose confidence we choose."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.register_buffer("z", logits)
+
+    def forward(self, x):
+        return self.z[x[:, 0].long()] + 0 * self.w
+
+
+def test_scores_do_not_saturate_at_large_margins():
+    # margins 20..60: a float32 cross-entropy returns exactly 0 for all of them (ties)
+    margins = torch.arange(20.0, 61.0, 5.0)
+    z = torch.zeros(len(margins), 10)
+    z[:, 3] = margins                                   # true class 3, nine others at 0
+    model = _FixedLogits(z)
+    x = torch.arange(len(margins)).float()[:, None]
+    y = torch.full((len(margins),), 3)
+    f32 = nn.functional.cross_entropy(z, y, reduction="none")
+    assert (f32 == 0).sum() >= 6                        # the tie this test guards against
+    m = mb.margin_scores(model, x, y)
+    expected = margins.double() - math.log(9.0)        # z_y - logsumexp of nine zeros
+    assert torch.allclose(m, expected, atol=1e-9)
+    loss = mb.loss_scores(model, x, y)
+    assert (loss > 0).all() and (loss.diff() < 0).all()          # strictly ordered: no ties
+    assert torch.allclose(loss, 9 * torch.exp(-margins.double()), rtol=1e-6)
+    assert len(torch.unique(-loss)) == len(margins)
+
+
+def test_curvature_scores_equal_the_exact_trace(tiny):
+    model, x, y = tiny
+    assert torch.allclose(mb.curvature_scores(model, x, y, batch_size=3).float(),
+                          mb.exact_input_curvature(model, x, y), rtol=1e-4, atol=1e-7)
+    torch.manual_seed(3)
+    net = LeNet5()
+    xs, ys = torch.rand(1, 1, 28, 28), torch.tensor([7])
+    direct = mb.input_curvature(net, xs, ys, probes=3000, seed=2)
+    exact = mb.curvature_scores(net, xs, ys)
+    assert torch.allclose(direct.double(), exact, rtol=0.1)
+
+
+def test_curvature_scores_stay_distinct_when_confident():
+    torch.manual_seed(0)
+    model = MLP(6, [8], num_classes=3)
+    with torch.no_grad():
+        model.blocks.logits.weight.mul_(200.0)         # logit margins in the hundreds
+    x = torch.randn(6, 6)
+    y = model(x).argmax(1)
+    c = mb.curvature_scores(model, x, y)
+    assert (c > 0).all() and len(torch.unique(c)) == len(c)
+
+
+def test_zero_order_curvature_tracks_the_size_of_the_hessian(tiny):
+    model, x, y = tiny
+    zo = mb.zero_order_curvature(model, x, y, h=1e-3, draws=1500, seed=0)
+    H = mb.input_hessian(model, x, y).double()
+    # E|u^T H v| for Rademacher u, v lies between ||H||_F / sqrt(2) and ||H||_F (Khintchine)
+    fro = torch.linalg.matrix_norm(H)
+    assert ((zo > fro / 2 ** 0.5 * 0.9) & (zo < fro * 1.1)).all(), (zo, fro)
+    with pytest.raises(ValueError, match="h"):
+        mb.zero_order_curvature(model, x, y, h=0)
 
 
 def test_auc_and_roc():

@@ -119,6 +119,16 @@ def test_check_break_defence():
     means = torch.cat([mi.class_mean_baseline(data), mi.class_mean_baseline(data, "pick")])
     label_only = exercises.check_break_defence(lambda c, cut, h, aux: means.clone(), client, data)
     assert not label_only and "label-only" in label_only.message
+    # label-only in disguise: the mean image of the class the client predicts (the server sees
+    # the prediction), and a contrast-stretched class mean
+    with torch.no_grad():
+        pred, pred_aux = client(x).argmax(1), client(data["x_aux"]).argmax(1)
+    pm = torch.stack([data["x_aux"][pred_aux == c].mean(0) if (pred_aux == c).any()
+                      else data["x_aux"].mean(0) for c in pred.tolist()])
+    predicted = exercises.check_break_defence(lambda c, cut, h, aux: pm.clone(), client, data)
+    assert not predicted and "label-only" in predicted.message
+    stretched = ((means - 0.5) * 1.25 + 0.5).clamp(0, 1)
+    assert not exercises.check_break_defence(lambda c, cut, h, aux: stretched, client, data)
     grey = exercises.check_break_defence(lambda c, cut, h, aux: torch.full_like(x, 0.5), client, data)
     assert not grey and "grey" in grey.message
     assert "tensor" in exercises.check_break_defence(lambda c, cut, h, aux: x[:3], client, data).message

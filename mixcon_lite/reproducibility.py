@@ -26,6 +26,9 @@ Commands (from the repository root)::
 
     python -m mixcon_lite.reproducibility          # rewrite the page and the run-time headers
     python -m mixcon_lite.reproducibility --check  # exit 1 if either is stale (the unit tests do this)
+
+The same command writes the teacher's guide ``book/teaching.md`` from ``book/teaching.in.md``
+(:mod:`mixcon_lite.teaching`), after the headers, so its run and study times are the headers'.
 """
 from __future__ import annotations
 
@@ -171,18 +174,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.root)
     stale_headers = sync_runtime_headers(root, write=not args.check)  # first: a page error must not block it
-    page = GENERATED_NOTE + render(template(root), root)
-    page_path = root / PAGE
-    stale_page = not page_path.is_file() or page_path.read_text() != page
+    from .teaching import GUIDE, guide
+    pages = {PAGE: GENERATED_NOTE + render(template(root), root)}
+    teaching = guide(root)      # read after the headers were synced: its times are theirs
+    if teaching is not None:
+        pages[GUIDE] = teaching
+    stale_pages = [str(rel) for rel, text in pages.items()
+                   if not (root / rel).is_file() or (root / rel).read_text() != text]
     if args.check:
-        if stale_page or stale_headers:
-            print("stale:", (["book/reproducibility.md"] if stale_page else []) + stale_headers,
+        if stale_pages or stale_headers:
+            print("stale:", stale_pages + stale_headers,
                   "- run `python -m mixcon_lite.reproducibility`", file=sys.stderr)
             return 1
-        print("reproducibility page and run-time headers are up to date")
+        print("reproducibility page, teacher's guide and run-time headers are up to date")
         return 0
-    page_path.write_text(page)
-    print(f"wrote {page_path}; run-time headers updated: {stale_headers or 'none'}")
+    for rel, text in pages.items():
+        (root / rel).write_text(text)
+    print(f"wrote {', '.join(str(root / rel) for rel in pages)}; "
+          f"run-time headers updated: {stale_headers or 'none'}")
     return 0
 
 

@@ -315,6 +315,40 @@ def auc_difference(members_a, nonmembers_a, members_b, nonmembers_b, *, names=("
                       True, confidence, True)
 
 
+def _tpr_rows(m: np.ndarray, n: np.ndarray, fpr: float) -> np.ndarray:
+    """TPR at ``fpr`` of each row pair: the threshold is the smallest score that flags at most
+    ``fpr`` of the non-members (strictly above the ``floor(fpr * n_n) + 1``-th highest one)."""
+    n_n = n.shape[-1]
+    j = int(math.floor(fpr * n_n + 1e-9))              # non-members allowed above the threshold
+    top = -np.sort(-n, axis=-1)                          # descending
+    thr = top[..., j] if j < n_n else np.full(n.shape[:-1], -np.inf)
+    return (m > thr[..., None]).mean(-1)
+
+
+def tpr_interval(members, nonmembers, fpr: float = 0.01, *, confidence: float = 0.95,
+                 n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``(tpr, low, high)``: the share of members flagged while at most ``fpr`` of the non-members
+    are (members score higher; a tie with the threshold is not flagged), with a stratified
+    bootstrap interval (members and non-members resampled separately; percentile). With ``n``
+    non-members, an ``fpr`` below ``1 / n`` allows no false positive at all: the estimate then
+    rests on the single highest non-member score, and the interval says how little that is."""
+    confidence = _check_confidence(confidence)
+    if not 0 <= fpr < 1:
+        raise ValueError(f"fpr must lie in [0, 1), got {fpr!r}.")
+    m, n = _sample(members, "members"), _sample(nonmembers, "nonmembers")
+
+    def statistic(im, inn, axis=-1):
+        return _tpr_rows(m[im.astype(np.intp)], n[inn.astype(np.intp)], fpr)
+
+    idx = (np.arange(len(m)), np.arange(len(n)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = _bootstrap(idx, statistic, seed, n_resamples=n_resamples, vectorized=True,
+                         confidence_level=confidence, method="percentile")
+    return (float(_tpr_rows(m[None], n[None], fpr)[0]), float(res.confidence_interval.low),
+            float(res.confidence_interval.high))
+
+
 def auc_standard_error(auc_value: float, n_members: int, n_nonmembers: int) -> float:
     """Hanley and McNeil's (1982) standard error of an AUC from its value and the group sizes,
     for a record that kept the AUC but not the scores (the bootstrap of :func:`auc_interval`

@@ -251,6 +251,10 @@ def test_figures_have_captions(notebook):
         where = _where(path, i, cell)
         if not str(fig.get("caption", "")).strip():
             problems.append(f"{where}: makes a figure but has no metadata.mystnb.figure.caption")
+        alt = cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "")
+        if not str(alt).strip():
+            problems.append(f"{where}: its figure has no alt text (metadata.mystnb.image.alt: what "
+                            "the figure shows, in words, for a screen reader)")
         name = str(fig.get("name", ""))
         if not re.fullmatch(rf"fig-{nn}-[a-z0-9-]+", name):
             problems.append(f"{where}: metadata.mystnb.figure.name is {name!r}; expected 'fig-{nn}-<what>'")

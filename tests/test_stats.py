@@ -154,3 +154,19 @@ def test_verb_words_the_verdict():
     c = stats.independent([1.2, 1.3, 1.25], [1.0, 1.05, 1.02], names=("MixCon", "vanilla"),
                           verb="harder to invert than")
     assert c.verdict == "MixCon harder to invert than vanilla"
+
+
+def test_tpr_interval_matches_the_roc_and_brackets_it():
+    from mixcon_lite import membership as mb
+    rng = np.random.default_rng(0)
+    m, n = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 400)
+    for fpr in (0.01, 0.05, 0.2):
+        t, lo, hi = stats.tpr_interval(m, n, fpr, n_resamples=500)
+        assert t == pytest.approx(mb.tpr_at_fpr(m, n, fpr)), fpr
+        assert lo <= t <= hi and hi - lo > 0
+    # a perfect separation: every member flagged with no false positive
+    assert stats.tpr_interval(m + 100, n, 0.001, n_resamples=200)[:1] == (1.0,)
+    # ties at the threshold are not flagged (a saturated score cannot claim members)
+    assert stats.tpr_interval(np.zeros(50), np.zeros(50), 0.01, n_resamples=200)[0] == 0.0
+    with pytest.raises(ValueError, match="fpr"):
+        stats.tpr_interval(m, n, 1.5)

@@ -20,6 +20,14 @@ def hardware() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "processor": platform.processor() or platform.machine()}
+    try:  # the CPU's model name (Linux): results of chaotic attacks can differ between CPUs
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                         None)
+        if model:
+            info["cpu_model"] = model
+    except OSError:
+        pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

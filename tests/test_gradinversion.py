@@ -340,6 +340,13 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     study = gx.fidelity_study(model, (x, y), (x, y), tiny, progress=False)
     assert len(study[4]["batches"]) == 2 and len(study[4]["ssim"]["none"]) == 8
     assert len(study[4]["labels_exact"]) == 2
+    # how far each attack row got in matching the gradient: final over start distance, per batch
+    ratio = study[4]["distance_ratio"]
+    assert set(ratio) == {"none", "+ group consistency", gx.BATCH_BN_ROW,
+                          gx.decoy_row("+ group consistency")}        # attack rows only
+    assert all(len(v) == 2 and all(0 < r < 2 for r in v) for v in ratio.values())
+    sc0 = study[4]["batches"][0][2]["none"]
+    assert ratio["none"][0] == pytest.approx(sc0["grad_distance"] / sc0["history"]["grad_distance"][0])
     big = gx.fidelity_study(model, (x, y), (x, y), dict(tiny, attack_batch_sizes=[12], batches_per_size=1),
                             progress=False)           # more images than classes: count-aware labels
     assert len(big[12]["ssim"]["none"]) == 12 and len(big[12]["labels_exact"]) == 1

@@ -71,3 +71,20 @@ def test_real_subset_is_balanced(data_dir):
     x, y = bn_synthesis.real_subset(d, 4)
     assert x.shape == (40, 1, 28, 28) and np.bincount(y.numpy()).tolist() == [4] * 10
     assert torch.equal(x[0], d["x_members"][torch.nonzero(d["y_members"] == 0)[0, 0]])
+
+
+def test_calibrated_study_tiny(data_dir):
+    cfg = {**membership.settings("fast"), "n_members": 60, "n_test": 20, "epochs": 40,
+           "batch_size": 16, "reference_models": 4}
+    data = membership.prepare_data(cfg, seed=0)
+    target, _ = membership.train_target(data, cfg, seed=0, progress=False)
+    out = membership.calibrated_study(data, cfg, target, seed=0, progress=False)
+    names = {f"{s} ({k} LiRA)" for s in membership.CALIBRATED_SCORES for k in ("offline", "online")}
+    assert set(out["scores"]) == names
+    for m, n in out["scores"].values():
+        assert m.shape == n.shape == (60,) and np.isfinite(m).all() and np.isfinite(n).all()
+    assert out["mask"].shape == (4, 120) and (out["mask"].sum(0) == 2).all()
+    assert out["reference_train_accuracy"] > 0.85      # the references fit their halves
+    # the calibrated margin attack beats guessing on an overfit target
+    from mixcon_lite import membership as mb
+    assert mb.attack_auc(*out["scores"]["margin (offline LiRA)"]) > 0.55

@@ -252,6 +252,9 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
                             progress=progress, **kw)
         out[name] = score(res.reconstruction, x)
         out[name]["grad_distance"] = float(res.loss[0])
+        # the best seed's gradient distance at the start (step 0): how far the attack got is
+        # final / start (near 1: it never matched the gradient, whatever its SSIM)
+        out[name]["start_distance"] = float(res.history["grad_distance"][0])
         out[name]["history"] = res.history
         seconds[name] = res.seconds
     gen = torch.Generator().manual_seed(seed)
@@ -293,7 +296,10 @@ def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress:
         out[b] = {"batches": batches, "labels_exact": recovered_ok,
                   "ssim": {r: np.concatenate([sc[r]["ssim"] for _, _, sc in batches]) for r in rows},
                   "psnr": {r: np.concatenate([sc[r]["psnr"] for _, _, sc in batches]) for r in rows},
-                  "batch_ssim": {r: [float(np.mean(sc[r]["ssim"])) for _, _, sc in batches] for r in rows}}
+                  "batch_ssim": {r: [float(np.mean(sc[r]["ssim"])) for _, _, sc in batches] for r in rows},
+                  "distance_ratio": {r: [sc[r]["grad_distance"] / sc[r]["start_distance"]
+                                         for _, _, sc in batches]
+                                     for r in rows if "start_distance" in batches[0][2][r]}}
     return out
 
 
@@ -376,6 +382,8 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
                            "ssim": {r: float(np.mean(v)) for r, v in st["ssim"].items()},
                            "psnr": {r: float(np.mean(v)) for r, v in st["psnr"].items()},
                            "batch_ssim": st["batch_ssim"], "comparisons": comparisons,
+                           "distance_ratio": {r: float(np.mean(v))
+                                              for r, v in st["distance_ratio"].items()},
                            "beats_both_label_guesses": beats_both}
     rep = repeat_label_study(model, pool, aux, s, seed=seed, progress=progress)
     c = paired(rep["ssim_recovered_labels"], rep["ssim_oracle_labels"], names=("recovered labels", "true labels"))

@@ -347,6 +347,11 @@ def test_experiment_pieces_run_on_a_tiny_setting():
     assert all(len(v) == 2 and all(0 < r < 2 for r in v) for v in ratio.values())
     sc0 = study[4]["batches"][0][2]["none"]
     assert ratio["none"][0] == pytest.approx(sc0["grad_distance"] / sc0["history"]["grad_distance"][0])
+    # against a zero-gradient candidate: sum over the layers of the target's norms
+    g0 = gx.client_gradients(model, *study[4]["batches"][0][:2])
+    zero = sum(float(torch.linalg.vector_norm(t)) for t in g0)
+    assert study[4]["distance_vs_zero"]["none"][0] == pytest.approx(sc0["grad_distance"] / zero,
+                                                                    rel=1e-5)
     big = gx.fidelity_study(model, (x, y), (x, y), dict(tiny, attack_batch_sizes=[12], batches_per_size=1),
                             progress=False)           # more images than classes: count-aware labels
     assert len(big[12]["ssim"]["none"]) == 12 and len(big[12]["labels_exact"]) == 1

@@ -255,6 +255,10 @@ def fidelity(model, x, y, aux, s: dict, seed: int | None = None, progress: bool 
         # the best seed's gradient distance at the start (step 0): how far the attack got is
         # final / start (near 1: it never matched the gradient, whatever its SSIM)
         out[name]["start_distance"] = float(res.history["grad_distance"][0])
+        # and the distance of a candidate whose gradient is zero, sum_l ||t_l|| (the attack's
+        # per-layer Euclidean distance to the target t): final / zero near 1 means the attack
+        # matched the gradient no better than sending nothing would
+        out[name]["zero_distance"] = float(sum(torch.linalg.vector_norm(t) for t in g))
         out[name]["history"] = res.history
         seconds[name] = res.seconds
     gen = torch.Generator().manual_seed(seed)
@@ -299,7 +303,10 @@ def fidelity_study(model, pool, aux, s: dict, seed: int | None = None, progress:
                   "batch_ssim": {r: [float(np.mean(sc[r]["ssim"])) for _, _, sc in batches] for r in rows},
                   "distance_ratio": {r: [sc[r]["grad_distance"] / sc[r]["start_distance"]
                                          for _, _, sc in batches]
-                                     for r in rows if "start_distance" in batches[0][2][r]}}
+                                     for r in rows if "start_distance" in batches[0][2][r]},
+                  "distance_vs_zero": {r: [sc[r]["grad_distance"] / sc[r]["zero_distance"]
+                                           for _, _, sc in batches]
+                                       for r in rows if "zero_distance" in batches[0][2][r]}}
     return out
 
 
@@ -384,6 +391,8 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
                            "batch_ssim": st["batch_ssim"], "comparisons": comparisons,
                            "distance_ratio": {r: float(np.mean(v))
                                               for r, v in st["distance_ratio"].items()},
+                           "distance_vs_zero": {r: float(np.mean(v))
+                                                for r, v in st["distance_vs_zero"].items()},
                            "beats_both_label_guesses": beats_both}
     rep = repeat_label_study(model, pool, aux, s, seed=seed, progress=progress)
     c = paired(rep["ssim_recovered_labels"], rep["ssim_oracle_labels"], names=("recovered labels", "true labels"))

@@ -248,3 +248,32 @@ def test_add_attacks_keeps_the_strongest_consistent():
     assert mi.attacks_of(p) == ["cosine", "decoder", "adaptive"]
     assert p["strongest"] == max(mi.attacks_of(p), key=lambda a: p[a]["ssim"])
     assert p["ssim_strongest"] == p[p["strongest"]]["ssim"]
+
+
+def test_train_client_halves_the_learning_rate_when_training_diverges(monkeypatch):
+    """A diverging loss (FloatingPointError from train) is retrained from the same start at half
+    the learning rate, at most twice; a third divergence is raised."""
+    cfg = tiny()
+    x = torch.rand(20, 1, 28, 28)
+    y = torch.arange(20) % 10
+    data = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+    seen = []
+
+    def fake_train(model, xy, lr, **kw):
+        seen.append(lr)
+        if len(seen) < 2:
+            raise FloatingPointError("Training diverged (loss = nan)")
+
+    monkeypatch.setattr(mi, "train", fake_train)
+    model, _ = mi.train_client(1.0, 0.1, data, cfg)
+    assert seen == [cfg["lr"], cfg["lr"] / 2] and model.lr_used == cfg["lr"] / 2
+
+    def always(model, xy, lr, **kw):
+        seen.append(lr)
+        raise FloatingPointError("Training diverged (loss = nan)")
+
+    seen.clear()
+    monkeypatch.setattr(mi, "train", always)
+    with pytest.raises(FloatingPointError):
+        mi.train_client(1.0, 0.1, data, cfg)
+    assert seen == [cfg["lr"], cfg["lr"] / 2, cfg["lr"] / 4]

@@ -201,11 +201,23 @@ def train_client(lam: float, beta: float, data: dict, cfg: dict, pairs: str = "a
     if form is not None and form != cfg["loss"]["form"]:
         opts["eps"] = None
     loss_fn = mixcon_loss_fn(cfg["cut"], lam, beta, pairs=pairs, **opts)
-    torch.manual_seed(cfg["seed"])
-    model = LeNet5()
-    train(model, (data["x_train"], data["y_train"]), epochs=cfg["epochs"], lr=cfg["lr"],
-          momentum=cfg["momentum"], batch_size=cfg["batch_size"], loss_fn=loss_fn,
-          seed=cfg["seed"], progress=progress)
+    lr = cfg["lr"]
+    for attempt in range(3):
+        # a loss that diverges (it did for one point at one seed, on one CPU and not another)
+        # is retrained from the same start at half the learning rate, at most twice; the
+        # learning rate used is kept on the model (``model.lr_used``) and reported by run_point
+        torch.manual_seed(cfg["seed"])
+        model = LeNet5()
+        try:
+            train(model, (data["x_train"], data["y_train"]), epochs=cfg["epochs"], lr=lr,
+                  momentum=cfg["momentum"], batch_size=cfg["batch_size"], loss_fn=loss_fn,
+                  seed=cfg["seed"], progress=progress)
+            break
+        except FloatingPointError:
+            if attempt == 2:
+                raise
+            lr /= 2
+    model.lr_used = lr
     return model.eval(), evaluate(model, data["x_test"], data["y_test"])["accuracy"]
 
 
@@ -342,13 +354,15 @@ def strongest(point: dict, on: str = "victims") -> str:
 def run_point(lam: float, beta: float, data: dict, cfg: dict, pairs: str = "across",
               attacks=None, form: str | None = None, progress: bool | None = None) -> dict:
     """Train one client and measure it: ``{"lam", "beta", "pairs", "form", "model", "accuracy"
-    (test half), "accuracy_select" (select half), "delta", "mean_distance", "relative_delta",
+    (test half), "accuracy_select" (select half), "lr" (the learning rate used: halved, at most
+    twice, if training diverged), "delta", "mean_distance", "relative_delta",
     <one entry per attack>, "strongest", "ssim_strongest" (its mean raw SSIM on the victims),
     "seconds"}``."""
     t0 = time.perf_counter()
     model, acc = train_client(lam, beta, data, cfg, pairs=pairs, form=form, progress=progress)
     out = {"lam": float(lam), "beta": float(beta), "pairs": pairs,
            "form": form or cfg["loss"]["form"], "model": model, "accuracy": float(acc),
+           "lr": float(getattr(model, "lr_used", cfg["lr"])),
            "accuracy_select": float(evaluate(model, data["x_select"], data["y_select"])["accuracy"]),
            **separability(model, data, cfg)}
     add_attacks(out, data, cfg, cfg["attacks"] if attacks is None else attacks)

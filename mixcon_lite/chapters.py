@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,9 +92,7 @@ def run_notebook(path: str | os.PathLike, seed: int = 1, threads: int | None = N
               "seconds": seconds, "ok": error is None, "error": error}
     if values:
         from .reproducibility import glued_values
-        with tempfile.TemporaryDirectory() as tmp:
-            nbformat.write(nb, Path(tmp) / path.name)
-            result["values"] = glued_values(Path(tmp) / path.name)
+        result["values"] = glued_values(nb)
     return result
 
 

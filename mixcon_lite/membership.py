@@ -119,9 +119,8 @@ def _margin(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
 
 def margin_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                   batch_size: int = 1000) -> torch.Tensor:
-    r"""The logit margin of each sample, :math:`z_y - \log\sum_{k
-e y} e^{z_k}`, ``Tensor[n]``
-    (float64), model in eval mode. It equals :math:`\lograc{p_y}{1-p_y}`, the logit-scaled
+    r"""The logit margin of each sample, :math:`z_y - \log\sum_{k\ne y} e^{z_k}`, ``Tensor[n]``
+    (float64), model in eval mode. It equals :math:`\log\frac{p_y}{1-p_y}`, the logit-scaled
     confidence of LiRA (Carlini et al., 2022), but computed from the logits, so it keeps growing
     where :math:`p_y` rounds to 1: confident members do not tie. Members score higher."""
     return _per_sample(model, x, y, batch_size, _margin, dtype=torch.float64)

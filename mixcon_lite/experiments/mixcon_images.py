@@ -362,7 +362,7 @@ def run_point(lam: float, beta: float, data: dict, cfg: dict, pairs: str = "acro
     model, acc = train_client(lam, beta, data, cfg, pairs=pairs, form=form, progress=progress)
     out = {"lam": float(lam), "beta": float(beta), "pairs": pairs,
            "form": form or cfg["loss"]["form"], "model": model, "accuracy": float(acc),
-           "lr": float(getattr(model, "lr_used", cfg["lr"])),
+           "lr": float(model.lr_used),
            "accuracy_select": float(evaluate(model, data["x_select"], data["y_select"])["accuracy"]),
            **separability(model, data, cfg)}
     add_attacks(out, data, cfg, cfg["attacks"] if attacks is None else attacks)

@@ -39,6 +39,7 @@ def test_settings_and_grid():
     cpu = mi.settings("full", scale="cpu")
     assert (fast["epochs"], full["epochs"], cpu["epochs"]) == (3, 20, 20)
     assert (full["lr"], full["momentum"]) == (0.01, 0.0)          # the paper's SGD
+    assert (cpu["lr"], cpu["momentum"]) == (0.01, 0.9)            # same steps, converged
     assert full["victims_per_class"] * 10 == 100 and full["whitebox_steps"] == 500
     assert full["decoder_epochs"] == 50 and full["decoder_lr"] == 0.002
     assert full["decoder_adversarial"] > 0 and fast["decoder_adversarial"] == 0

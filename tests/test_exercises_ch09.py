@@ -28,7 +28,15 @@ def test_hutchinson_right_and_wrong():
     def exact(hvp, d, probes, generator):
         return float(sum(hvp(torch.eye(d, dtype=torch.float64)[i])[i] for i in range(d)))
 
+    def reused(hvp, d, probes, generator):           # one probe drawn, counted `probes` times
+        v = torch.randint(0, 2, (d,), generator=generator).double() * 2 - 1
+        return float(sum(v @ hvp(v) for _ in range(probes)) / probes)
+
+    def first_four(hvp, d, probes, generator):       # ignores all but four probes
+        return hutchinson(hvp, d, min(probes, 4), generator)
+
     for wrong, word in ((gaussian, "Rademacher"), (per_dim, "36"), (exact, "random probes"),
+                        (reused, "1/sqrt"), (first_four, "1/sqrt"),
                         (lambda *a: 1 / 0, "ZeroDivisionError"), (lambda *a: [1, 2], "one number")):
         verdict = exercises.check_hutchinson(wrong)
         assert not verdict and word in verdict.message, verdict.message

@@ -24,7 +24,9 @@ def check_hutchinson(fn) -> CheckResult:
     The checker (1) gives a diagonal ``H``, on which every Rademacher probe is exact (v_i^2 = 1), so
     even one probe must return the trace (Gaussian probes fail this); (2) gives symmetric matrices,
     where 3,000 probes must land within 5 % of the trace; (3) checks that one probe is *not* always
-    exact on them (the answer must be an estimate from probes, not the trace by other means)."""
+    exact on them (the answer must be an estimate from probes, not the trace by other means); (4) over
+    24 generator seeds, checks that 64 probes spread about 4x less than 4 (1/sqrt(K): a probe drawn
+    once and reused does not shrink). Checks run in the order (1), (3), (4), (2)."""
     def run(H, probes, seed):
         calls = []
 
@@ -48,6 +50,28 @@ def check_hutchinson(fn) -> CheckResult:
         return CheckResult(False, f"On a diagonal H with trace 36 one Rademacher probe must give exactly 36 "
                                   f"(v_i^2 = 1); you returned {res[0]:.4g}. Draw entries from {{-1, +1}} "
                                   "(e.g. torch.randint(0, 2, ...) * 2 - 1), not from a Gaussian.")
+    H = _symmetric(10, 7)
+    singles = [run(H, 1, s)[0][0] for s in range(5)]
+    if all(abs(v - float(torch.trace(H))) < 1e-9 for v in singles):
+        return CheckResult(False, "One probe returned the exact trace every time on a non-diagonal matrix: "
+                                  "the estimate must come from random probes (it is noisy with few of them).")
+    # (4) the spread over generator seeds shrinks like 1/sqrt(probes): 16x the probes, about 4x
+    # less spread (a probe drawn once and reused, or a fixed subset, does not shrink at all)
+    spread = {}
+    for probes in (4, 64):
+        vals = []
+        for s in range(24):
+            res, fail = run(H, probes, 100 + s)
+            if fail is not None:
+                return fail
+            vals.append(res[0])
+        spread[probes] = float(np.std(vals))
+    ratio = spread[4] / max(spread[64], 1e-300)
+    if not 2.0 <= ratio <= 8.0:
+        return CheckResult(False, f"Over 24 generator seeds, 64 probes should spread about 4x less than 4 "
+                                  f"probes (the standard deviation falls like 1/sqrt(probes)); yours spread "
+                                  f"{spread[4]:.3g} and {spread[64]:.3g} ({ratio:.2g}x). Draw a new "
+                                  "Rademacher vector for every probe and average all of them.")
     for seed, d in enumerate((6, 15)):
         H = _symmetric(d, seed)
         tr = float(torch.trace(H))
@@ -61,11 +85,6 @@ def check_hutchinson(fn) -> CheckResult:
         if abs(est - tr) > 0.05 * abs(tr) + 0.05:
             return CheckResult(False, f"With 3,000 probes on a {d}x{d} matrix of trace {tr:.3f} you returned "
                                       f"{est:.3f}. Average v^T (H v) over the probes (do not divide by d).")
-    H = _symmetric(10, 7)
-    singles = [run(H, 1, s)[0][0] for s in range(5)]
-    if all(abs(v - float(torch.trace(H))) < 1e-9 for v in singles):
-        return CheckResult(False, "One probe returned the exact trace every time on a non-diagonal matrix: "
-                                  "the estimate must come from random probes (it is noisy with few of them).")
     return CheckResult(True, "exact on diagonal matrices with one probe, unbiased on symmetric ones, and noisy "
                              "with few probes: Hutchinson's estimator.")
 

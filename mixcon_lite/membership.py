@@ -377,12 +377,18 @@ def roc_curve(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray, 
 
 
 def tpr_at_fpr(member_scores, nonmember_scores, fpr: float = 0.01) -> float:
-    """The largest share of members flagged while flagging at most ``fpr`` of non-members: the
-    low-false-positive operating point that says whether *some* members are exposed with confidence."""
+    """The share of members flagged by the threshold that flags at most ``fpr`` of the non-members:
+    the low-false-positive operating point that says whether *some* members are exposed with
+    confidence. The threshold is the ``(floor(fpr * n) + 1)``-th highest of the ``n`` non-member
+    scores and a member is flagged only *strictly* above it, so a block of members tied with a
+    non-member is never counted as found. This is the book's one definition:
+    :func:`mixcon_lite.stats.tpr_interval` uses the same rule and adds a bootstrap interval."""
     if not 0 <= fpr <= 1:
         raise ValueError(f"fpr must lie in [0, 1], got {fpr!r}.")
-    f, t, _ = roc_curve(member_scores, nonmember_scores)
-    return float(t[f <= fpr + 1e-12].max())
+    from .stats import _tpr_rows
+
+    m, n = _scores_pair(member_scores, nonmember_scores)
+    return float(_tpr_rows(m[None], n[None], fpr)[0])
 
 
 def rank_average(*scores) -> np.ndarray:

@@ -178,6 +178,10 @@ def test_auc_and_roc():
     assert fpr[0] == 0 and tpr[-1] == 1
     assert mb.tpr_at_fpr([3, 4, 5], [0, 1, 2], 0.0) == 1.0
     assert mb.tpr_at_fpr([0, 4, 5], [1, 2, 3], 0.0) == pytest.approx(2 / 3)
+    # members tied with the top non-member are not found (one rule with stats.tpr_interval)
+    assert mb.tpr_at_fpr([5, 5, 5], [5, 0, 0, 0], 0.0) == 0.0
+    assert mb.tpr_at_fpr([5, 5, 5], [5, 0, 0, 0], 0.25) == 1.0
+    assert mb.tpr_at_fpr([1, 2], [0, 3], 1.0) == 1.0
     with pytest.raises(ValueError, match="non-empty"):
         mb.attack_auc([], [1.0])
     with pytest.raises(ValueError, match="NaN"):

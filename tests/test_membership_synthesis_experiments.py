@@ -32,9 +32,22 @@ def test_membership_run_tiny(data_dir, capsys):
     out = membership.run(config=cfg, seed=0, progress=False)
     res = out["results"]
     assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
-    assert set(res["attacks"]) == {"curvature", "loss", "combined", "label_only", "curvature_fd"}
-    for s in res["attacks"].values():
+    assert set(res["attacks"]) == {"curvature", "curvature_hutchinson", "loss", "combined",
+                                   "label_only", "curvature_zo"}
+    assert set(res["calibrated"]) == {f"{s} ({k} LiRA)" for s in ("margin", "curvature")
+                                      for k in ("offline", "online")}
+    assert set(res["table"]) == set(res["attacks"]) | set(res["calibrated"])
+    for s in list(res["attacks"].values()) + list(res["calibrated"].values()):
         assert 0 <= s["auc"] <= 1 and 0 <= s["tpr_at_1pct_fpr"] <= 1
+    for row in res["table"].values():
+        assert row["auc_low"] <= row["auc"] <= row["auc_high"]
+        assert row["tpr_1_low"] <= row["tpr_1"] <= row["tpr_1_high"] and "tpr_0.1" in row
+    # the exact curvature and its Hutchinson estimate rank the samples alike
+    from scipy.stats import spearmanr
+    sc = out["scores"]
+    exact = np.r_[sc["curvature"][0], sc["curvature"][1]]
+    hutch = np.r_[sc["curvature_hutchinson"][0], sc["curvature_hutchinson"][1]]
+    assert spearmanr(exact, hutch).statistic > 0.5
     assert res["attacks"]["loss"]["auc"] > 0.5
     rows = res["dp"]
     assert [r["target_epsilon"] for r in rows] == [math.inf, 4.0]

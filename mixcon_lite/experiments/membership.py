@@ -39,7 +39,7 @@ def settings(mode: str | None = None) -> dict:
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "epochs": 100, "lr": 2e-3, "batch_size": 64,
-              "fd_h": 0.01, "delta": 1e-5, "dp_epochs": 30, "dp_lr": 0.5, "dp_batch_size": 128,
+              "zo_h": 1e-3, "zo_draws": 10, "delta": 1e-5, "dp_epochs": 30, "dp_lr": 0.5, "dp_batch_size": 128,
               "max_grad_norm": 1.0, "n_test": 2000}
     if mode == "fast":
         return {**common, "n_members": 500, "probes": 8, "epsilons": [2.0, 8.0],
@@ -89,31 +89,61 @@ def train_private(data: dict, config: dict, epsilon: float | None, seed: int | N
     return model, history
 
 
-def attack_scores(model, data: dict, config: dict, seed: int | None = None, finite_difference: bool = False) -> dict:
-    """Every attack's scores, oriented so that members score higher:
-    ``{"curvature": (members [n], non-members [n]), "loss": (...), "combined": (...),
-    "label_only": (...)}`` (the baseline: 1 if correctly classified), plus
-    ``"curvature_fd"`` (black-box finite differences) when ``finite_difference``. ``combined`` is
-    :func:`~mixcon_lite.membership.rank_average` of the curvature and loss scores."""
+def attack_scores(model, data: dict, config: dict, seed: int | None = None, finite_difference: bool = False,
+                  hutchinson: bool = True) -> dict:
+    """Every uncalibrated (global-threshold) attack's scores, oriented so that members score higher:
+    ``{"curvature": (members [n], non-members [n]), "curvature_hutchinson": (...), "loss": (...),
+    "combined": (...), "label_only": (...)}``. ``curvature`` is the exact input-loss curvature
+    (:func:`~mixcon_lite.membership.curvature_scores`, float64), ``curvature_hutchinson`` its
+    Hutchinson estimate with ``config["probes"]`` probes (the chapter's teaching device; left out
+    when ``hutchinson`` is false), ``loss``
+    the float64 cross-entropy, ``combined`` the :func:`~mixcon_lite.membership.rank_average` of
+    the exact curvature and the loss, ``label_only`` the baseline (1 if correctly classified).
+    With ``finite_difference``, also ``"curvature_zo"``: the authors' black-box zero-order
+    estimator (:func:`~mixcon_lite.membership.zero_order_curvature`, ``h`` = ``config["zo_h"]``,
+    ``config["zo_draws"]`` draws)."""
     seed = resolve_seed(seed)
     out = {}
     xm, ym, xn, yn = data["x_members"], data["y_members"], data["x_nonmembers"], data["y_nonmembers"]
     n = len(xm)
-    curv = [-mb.input_curvature(model, x, y, probes=config["probes"], seed=seed) for x, y in
-            ((xm, ym), (xn, yn))]
-    loss = [-mb.loss_scores(model, x, y) for x, y in ((xm, ym), (xn, yn))]
-    out["curvature"] = (curv[0].numpy(), curv[1].numpy())
-    out["loss"] = (loss[0].numpy(), loss[1].numpy())
+    pairs = ((xm, ym), (xn, yn))
+
+    def both(fn):
+        a, b = (fn(x, y) for x, y in pairs)
+        return (np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+
+    out["curvature"] = both(lambda x, y: -mb.curvature_scores(model, x, y).numpy())
+    if hutchinson:
+        out["curvature_hutchinson"] = both(lambda x, y: -mb.input_curvature(
+            model, x, y, probes=config["probes"], seed=seed).numpy())
+    out["loss"] = both(lambda x, y: -mb.loss_scores(model, x, y).numpy())
     comb = mb.rank_average(np.r_[out["curvature"][0], out["curvature"][1]],
                            np.r_[out["loss"][0], out["loss"][1]])
     out["combined"] = (comb[:n], comb[n:])
-    out["label_only"] = (mb.correctness_scores(model, xm, ym).numpy(),
-                         mb.correctness_scores(model, xn, yn).numpy())
+    out["label_only"] = both(lambda x, y: mb.correctness_scores(model, x, y).numpy())
     if finite_difference:
-        fd = [-mb.input_curvature(model, x, y, probes=config["probes"], seed=seed,
-                                  method="finite-difference", h=config["fd_h"]) for x, y in
-              ((xm, ym), (xn, yn))]
-        out["curvature_fd"] = (fd[0].numpy(), fd[1].numpy())
+        out["curvature_zo"] = both(lambda x, y: -mb.zero_order_curvature(
+            model, x, y, h=config["zo_h"], draws=config["zo_draws"], seed=seed).numpy())
+    return out
+
+
+def attack_table(scores: dict, fprs=(0.01, 0.001), n_resamples: int = 2000) -> dict:
+    """Each attack in ``scores`` with its uncertainty: ``{name: {"auc", "auc_low", "auc_high",
+    "tpr_<f>", "tpr_<f>_low", "tpr_<f>_high" for each f in fprs}}`` (95 % stratified bootstrap
+    intervals, :func:`mixcon_lite.stats.auc_interval` and :func:`~mixcon_lite.stats.tpr_interval`;
+    ``<f>`` is the rate in percent, ``"1"`` or ``"0.1"``). With ``n`` non-members a rate below
+    ``1 / n`` allows no false positive: read such a column as the single highest non-member."""
+    from .. import stats
+
+    out = {}
+    for name, (m, n) in scores.items():
+        a, lo, hi = stats.auc_interval(m, n, n_resamples=n_resamples)
+        row = {"auc": a, "auc_low": lo, "auc_high": hi}
+        for f in fprs:
+            key = f"tpr_{100 * f:g}"
+            row[key], row[key + "_low"], row[key + "_high"] = stats.tpr_interval(
+                m, n, fpr=f, n_resamples=n_resamples)
+        out[name] = row
     return out
 
 
@@ -186,7 +216,7 @@ def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool |
     budgets = [math.inf] + list(config["epsilons"])
     for eps in progress_bar(budgets, desc="DP-SGD targets", progress=progress):
         model, hist = train_private(data, config, eps, seed=seed, progress=False)
-        s = summarise(attack_scores(model, data, config, seed=seed))
+        s = summarise(attack_scores(model, data, config, seed=seed, hutchinson=False))
         row = {"target_epsilon": float(eps), "epsilon": float(hist["epsilon"]),
                "noise_multiplier": float(hist.get("noise_multiplier", 0.0)), **accuracies(model, data),
                "auc_curvature": s["curvature"]["auc"], "auc_loss": s["loss"]["auc"],
@@ -197,10 +227,13 @@ def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool |
 
 
 def run(mode: str | None = None, seed: int | None = None, progress: bool | None = None, config: dict | None = None,
-        dp: bool = True) -> dict:
+        dp: bool = True, calibrated: bool = True) -> dict:
     """The whole experiment. Returns ``{"results": {...}, "model", "data", "scores", "history",
-    "config", "seconds"}``; ``results`` holds the target's accuracies, ``attacks`` (AUC and TPR at 1 %
-    FPR per attack) and, with ``dp``, ``dp`` (the rows of :func:`dp_study`)."""
+    "config", "seconds"}``; ``results`` holds the target's accuracies, ``attacks`` (the uncalibrated
+    attacks: AUC and TPR at 1 % FPR each), ``table`` (every attack, calibrated ones included, with
+    its intervals: :func:`attack_table`), with ``calibrated`` ``calibrated`` (the same for
+    :func:`calibrated_study`'s attacks) and ``reference_train_accuracy``, and with ``dp`` ``dp``
+    (the rows of :func:`dp_study`)."""
     seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
@@ -208,6 +241,12 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     model, history = train_target(data, config, seed=seed, progress=progress)
     scores = attack_scores(model, data, config, seed=seed, finite_difference=True)
     results = {**accuracies(model, data), "attacks": summarise(scores)}
+    if calibrated:
+        cal = calibrated_study(data, config, model, seed=seed, progress=progress)
+        results["calibrated"] = summarise(cal["scores"])
+        results["reference_train_accuracy"] = cal["reference_train_accuracy"]
+        scores = {**scores, **cal["scores"]}
+    results["table"] = attack_table(scores)
     if dp:
         results["dp"] = dp_study(data, config, seed=seed, progress=progress)
     return {"results": results, "model": model, "data": data, "scores": scores, "history": history,

@@ -28,7 +28,9 @@ def test_membership_data_is_disjoint(data_dir):
 
 def test_membership_run_tiny(data_dir, capsys):
     cfg = {**membership.settings("fast"), "n_members": 60, "n_test": 60, "epochs": 40, "batch_size": 16, "probes": 2,
-           "dp_epochs": 1, "dp_batch_size": 30, "epsilons": [4.0]}
+           "dp_epochs": 1, "dp_batch_size": 30, "epsilons": [4.0],
+           "dp_control_overfit": {"dp_epochs": 2, "dp_lr": 0.5, "dp_batch_size": 30,
+                                  "dp_momentum": 0.9}}
     out = membership.run(config=cfg, seed=0, progress=False)
     res = out["results"]
     assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
@@ -50,8 +52,13 @@ def test_membership_run_tiny(data_dir, capsys):
     assert spearmanr(exact, hutch).statistic > 0.5
     assert res["attacks"]["loss"]["auc"] > 0.5
     rows = res["dp"]
-    assert [r["target_epsilon"] for r in rows] == [math.inf, 4.0]
+    assert [(r["target_epsilon"], r["recipe"]) for r in rows] == [
+        (math.inf, "dp"), (4.0, "dp"), (math.inf, "overfit")]
     assert rows[1]["epsilon"] == pytest.approx(4.0, rel=0.05) and rows[1]["auc_bound"] < 1
+    # the TPR ceiling at 1 % FPR: e^eps * 0.01 + delta at eps = 4
+    assert rows[1]["tpr_1_bound"] == pytest.approx(min(1, math.exp(rows[1]["epsilon"]) * 0.01
+                                                       + cfg["delta"]))
+    assert rows[0]["tpr_1_bound"] == rows[2]["tpr_1_bound"] == 1.0
     json.dumps(membership._jsonable(res))                     # a record can be written
 
 

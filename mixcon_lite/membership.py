@@ -294,7 +294,9 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     :math:`\lvert u^\top H v\rvert` for unit-entry probes; the ranking does not depend on it).
     The expectation of :math:`u^\top H v` over independent probes is 0, so this is not the trace:
     its absolute value measures how large :math:`H` is (roughly its Frobenius norm), not the sum of
-    its eigenvalues. Losses in float64 (the model is copied to float64), ``Tensor[n]`` float64.
+    its eigenvalues. Losses in float64 (the model is copied to float64) and from the logit margin
+    (:func:`loss_scores`' form), so confident samples do not tie at 0; each sample draws its own
+    probes, as the authors' code does (``torch.randint_like`` of the batch). ``Tensor[n]`` float64.
     Members of an overfit model score lower: use its negative as a membership score."""
     seed = resolve_seed(seed)
     _check_xy(model, x, y)
@@ -307,8 +309,6 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     m64 = copy.deepcopy(model).double()
     device = next(m64.parameters()).device
     g = torch.Generator().manual_seed(int(seed))
-    probes = [(rademacher(x.shape[1:], g).double() * h, rademacher(x.shape[1:], g).double() * h)
-              for _ in range(draws)]
     out = []
     with _EvalMode(m64), torch.no_grad():
         for i in range(0, len(x), batch_size):
@@ -316,11 +316,14 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
             yb = y[i:i + batch_size].to(device).long()
 
             def loss(z):
-                return F.cross_entropy(m64(z), yb, reduction="none")
+                # log(1 + e^{-margin}): F.cross_entropy's log-sum-exp minus z_y rounds to exactly 0
+                # from a margin of about 36 even in float64; this form stays positive
+                return F.softplus(-_margin(m64(z), yb))
 
             total = torch.zeros(len(xb), dtype=torch.float64, device=device)
-            for v, u in probes:
-                v, u = v.to(device), u.to(device)
+            for _ in range(draws):          # fresh probes for every sample, as the authors' code
+                v = (rademacher(xb.shape, g).double() * h).to(device)
+                u = (rademacher(xb.shape, g).double() * h).to(device)
                 total += (loss(xb + v + u) - loss(xb - v + u) - loss(xb + v - u)
                           + loss(xb - v - u)).abs()
             out.append((total / (draws * 4 * h * h)).cpu())

@@ -198,7 +198,7 @@ def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: floa
                  momentum: float = 0.0, seed: int | None = None, progress: bool | None = None) -> dict:
     """Train ``model`` in place with DP-SGD (Abadi et al. 2016) through opacus: each step clips every
     sample's gradient to L2 norm ``max_grad_norm``, adds Gaussian noise, and draws its batch by
-    Poisson sampling (rate ``batch_size / n``). opacus picks the noise multiplier that spends
+    Poisson sampling (opacus's rate ``1 / len(loader)``, about ``batch_size / n``). opacus picks the noise multiplier that spends
     exactly ``(epsilon, delta)`` over ``epochs`` by its RDP accountant. ``epsilon=math.inf`` is the
     control: the same clipping and Poisson batches with no noise (no privacy guarantee).
 
@@ -269,7 +269,7 @@ def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: floa
         spent = math.inf if math.isinf(epsilon) else float(engine.get_epsilon(float(delta)))
         history.update(epsilon=spent, delta=float(delta),
                        noise_multiplier=float(opt.noise_multiplier),
-                       sample_rate=float(batch_size / len(x)), steps=steps)
+                       sample_rate=float(getattr(loader, "sample_rate", 1.0 / len(loader))), steps=steps)
         private.remove_hooks() if hasattr(private, "remove_hooks") else None
     for p in model.parameters():              # leave a plain model behind
         if hasattr(p, "grad_sample"):

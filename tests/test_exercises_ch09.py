@@ -35,8 +35,11 @@ def test_hutchinson_right_and_wrong():
     def first_four(hvp, d, probes, generator):       # ignores all but four probes
         return hutchinson(hvp, d, min(probes, 4), generator)
 
+    def half(hvp, d, probes, generator):             # half the probes: still shrinks like 1/sqrt(K)
+        return hutchinson(hvp, d, max(1, probes // 2), generator)
+
     for wrong, word in ((gaussian, "Rademacher"), (per_dim, "36"), (exact, "random probes"),
-                        (reused, "1/sqrt"), (first_four, "1/sqrt"),
+                        (reused, "1/sqrt"), (first_four, "1/sqrt"), (half, "every probe"),
                         (lambda *a: 1 / 0, "ZeroDivisionError"), (lambda *a: [1, 2], "one number")):
         verdict = exercises.check_hutchinson(wrong)
         assert not verdict and word in verdict.message, verdict.message

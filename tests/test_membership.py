@@ -224,6 +224,11 @@ def test_train_dp_sgd_spends_the_budget():
     h = train_dp_sgd(model, (x, y), epsilon=4.0, epochs=2, lr=0.1, batch_size=16, progress=False)
     assert h["epsilon"] == pytest.approx(4.0, rel=0.05)
     assert h["noise_multiplier"] > 0 and h["steps"] > 0 and len(h["loss"]) == 2
+    # opacus's Poisson rate is 1 / len(loader): 1/4 here; with 60 samples and batch 16 it is
+    # 1/4 too, not 16/60
+    assert h["sample_rate"] == pytest.approx(0.25)
+    h60 = train_dp_sgd(LeNet5(), (x[:60], y[:60]), epsilon=4.0, epochs=1, batch_size=16, progress=False)
+    assert h60["sample_rate"] == pytest.approx(0.25)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert model(x).shape == (64, 10)              # a plain model is left behind
     control = train_dp_sgd(LeNet5(), (x, y), epsilon=math.inf, epochs=1, batch_size=16, progress=False)
@@ -253,3 +258,24 @@ def test_correctness_scores_and_label_only_auc(tiny):
     members, nonmembers = np.array([1, 1, 1, 0]), np.array([1, 0, 0, 0])
     assert mb.attack_auc(members, nonmembers) == pytest.approx((1 + 0.75 - 0.25) / 2)
 
+
+
+def test_curvature_estimators_do_not_tie_at_large_margins():
+    # a linear model whose input Hessian is W^T (diag p - p p^T) W: tiny but nonzero and falling
+    # with the margin; margins 20..60, where CE's own log-sum-exp rounds to 0 from about 36 on
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 10, bias=False))
+    with torch.no_grad():
+        w = 0.1 * torch.arange(10.0)[:, None] * torch.tensor([1.0, -1.0, 1.0, -1.0])
+        w[3] = 1.0
+        net[1].weight.copy_(w)
+    margins = torch.arange(20.0, 61.0, 5.0)
+    x = (margins + math.log(9.0))[:, None, None, None].expand(-1, 1, 2, 2) / 4   # z_3 = margin + log 9
+    y = torch.full((len(margins),), 3)
+    assert torch.allclose(mb.margin_scores(net, x, y), margins.double(), atol=1e-4)
+    scores = {"exact": mb.curvature_scores(net, x, y),
+              "zero-order": mb.zero_order_curvature(net, x, y, seed=0),
+              "Hutchinson": mb.input_curvature(net, x, y, probes=16, seed=0)}
+    for name, s in scores.items():
+        assert (s > 0).all(), name
+        assert (s.double().diff() < 0).all(), name            # strictly ordered: no ties

@@ -26,7 +26,8 @@ def check_hutchinson(fn) -> CheckResult:
     where 3,000 probes must land within 5 % of the trace; (3) checks that one probe is *not* always
     exact on them (the answer must be an estimate from probes, not the trace by other means); (4) over
     24 generator seeds, checks that 64 probes spread about 4x less than 4 (1/sqrt(K): a probe drawn
-    once and reused does not shrink). Checks run in the order (1), (3), (4), (2)."""
+    once and reused does not shrink); and (2) also checks that ``hvp`` was called once per probe
+    (half the probes would still shrink like 1/sqrt(K)). Checks run in the order (1), (3), (4), (2)."""
     def run(H, probes, seed):
         calls = []
 
@@ -82,6 +83,9 @@ def check_hutchinson(fn) -> CheckResult:
         if calls == 0:
             return CheckResult(False, "Your function never called hvp: Hutchinson's estimator only sees H "
                                       "through Hessian-vector products.")
+        if calls != 3000:
+            return CheckResult(False, f"Asked for 3,000 probes, your function called hvp {calls} times: use "
+                                      "every probe, one Hessian-vector product each.")
         if abs(est - tr) > 0.05 * abs(tr) + 0.05:
             return CheckResult(False, f"With 3,000 probes on a {d}x{d} matrix of trace {tr:.3f} you returned "
                                       f"{est:.3f}. Average v^T (H v) over the probes (do not divide by d).")

@@ -160,8 +160,18 @@ def _log_curvature(model, x, y):
     return -torch.log(mb.curvature_scores(model, x, y).clamp_min(1e-300))
 
 
-#: The scores the calibrated attack is run on (members higher), each ``score(model, x, y)``.
-CALIBRATED_SCORES = {"margin": mb.margin_scores, "curvature": _log_curvature}
+def _log_zero_order(model, x, y):
+    """``-log`` of the authors' zero-order curvature score (members higher), with one fixed seed so
+    that every model sees the same probes for a sample (the comparison across models is then not
+    blurred by probe noise)."""
+    return -torch.log(mb.zero_order_curvature(model, x, y, seed=0).clamp_min(1e-300))
+
+
+#: The scores the calibrated attack is run on (members higher), each ``score(model, x, y)``:
+#: the logit margin (LiRA's score), the authors' zero-order curvature (their attack's score, from
+#: loss queries only) and the exact input-loss curvature (ours: white-box, one VJP per class).
+CALIBRATED_SCORES = {"margin": mb.margin_scores, "zero-order": _log_zero_order,
+                     "curvature": _log_curvature}
 
 
 def calibrated_study(data: dict, config: dict, target, seed: int | None = None,

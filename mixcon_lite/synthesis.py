@@ -20,6 +20,10 @@ The objective over a batch :math:`\hat x` with target labels :math:`y` (a random
           + w_{\mathrm{TV}}\,\mathrm{TV}_{L2}(\hat x) + w_{L2}\lVert \hat x\rVert_2
 
 with :math:`m_1` = ``first_bn_multiplier`` for the first BatchNorm layer and 1 otherwise.
+Two departures from DeepInversion's code, both ours: its :math:`R_{\mathrm{feature}}` hooks
+``BatchNorm2d`` layers only, we hook every BatchNorm layer (LeNet-5's two ``BatchNorm1d`` layers
+are half of its four), and its TV-L2 is one norm over the whole batch, ours the mean of per-image
+norms (:func:`tv_l2`).
 :func:`bn_synthesize` minimises it with Adam and a cosine learning-rate decay, keeping pixels in
 ``box``; it returns the attacks' shared :class:`~mixcon_lite.attacks.result.AttackResult`.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -93,9 +98,13 @@ def class_bn_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 
 
 def tv_l2(x: torch.Tensor) -> torch.Tensor:
-    """DeepInversion's smoothness prior per image: the L2 norms of the differences between
+    """DeepInversion's smoothness prior, per image: the L2 norms of the differences between
     neighbouring pixels in four directions (down, right, and the two diagonals), summed.
-    ``x``: ``[N, C, H, W]`` -> ``[N]``."""
+    ``x``: ``[N, C, H, W]`` -> ``[N]``.
+
+    DeepInversion's code (``get_image_prior_losses``) takes each direction's norm once over the
+    whole jittered batch, a scalar; we take it per image and :func:`bn_synthesize` averages over the
+    batch (ours), so the weight does not change meaning with the batch size."""
     if not torch.is_tensor(x) or x.ndim != 4:
         raise ValueError(f"tv_l2 expects a tensor [N, C, H, W], got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
@@ -262,20 +271,162 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_si
     return torch.cat(idx), torch.cat(dist)
 
 
-def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor) -> dict:
+def _check_images(name, x):
+    if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"{name} must be a non-empty tensor [n, ...] of images, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
+
+
+def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor,
+              permutations: int = 0, seed: int = 0) -> dict:
     """Does a synthetic set copy its training data? For each synthetic image compare its distance to
     the nearest *member* (an image the model was trained on) with its distance to the nearest
     *non-member* (an equally large set from the same distribution the model never saw). If synthesis
     leaks training samples, synthetic images sit closer to members. Returns
     ``{"closer_to_members": share of synthetic images nearer a member than any non-member,
-    "member_distance": [n], "nonmember_distance": [n], "member_index": [n]}`` (0.5 is no leak)."""
+    "member_distance": [n], "nonmember_distance": [n], "member_index": [n]}``.
+
+    One half is *not* the right reference: many synthetic images share a few nearest neighbours
+    ("hubs"), so their verdicts are not independent and a binomial interval around one half is far
+    too narrow. With ``permutations > 0`` the test also returns its permutation null: members and
+    non-members are pooled and re-split at random into two halves of the same sizes
+    ``permutations`` times, the share nearer the first half recomputed each time (no leakage means
+    the real split is one such draw). Added keys: ``"null"`` (the shares, ``[permutations]``),
+    ``"null_low"``/``"null_high"`` (its 2.5 % and 97.5 % quantiles) and ``"p_value"`` (two-sided,
+    ``(1 + #{|null - 1/2| >= |observed - 1/2|}) / (1 + permutations)``)."""
+    for name, x in (("synthetic", synthetic), ("members", members), ("nonmembers", nonmembers)):
+        _check_images(name, x)
     if len(members) != len(nonmembers):
         raise ValueError(f"members and nonmembers must be equally many for a fair test, got {len(members)} "
                          f"and {len(nonmembers)}.")
+    permutations = positive_int(permutations, "permutations", minimum=0)
     mi, md = nearest_neighbours(synthetic, members)
     _, nd = nearest_neighbours(synthetic, nonmembers)
-    return {"closer_to_members": float((md < nd).float().mean()), "member_distance": md.numpy(),
-            "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
+    observed = float((md < nd).float().mean())
+    out = {"closer_to_members": observed, "member_distance": md.numpy(),
+           "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
+    if permutations:
+        # the share nearer the first half only depends on which half each image's nearest pooled
+        # neighbour falls in, so one nearest-neighbour search serves every permutation
+        nn_index, _ = nearest_neighbours(synthetic, torch.cat([members, nonmembers]))
+        g = torch.Generator().manual_seed(int(seed))
+        m = len(members)
+        null = np.empty(permutations)
+        for b in range(permutations):
+            first = torch.zeros(2 * m, dtype=torch.bool)
+            first[torch.randperm(2 * m, generator=g)[:m]] = True
+            null[b] = float(first[nn_index].float().mean())
+        extreme = np.abs(null - 0.5) >= abs(observed - 0.5) - 1e-12
+        out.update(null=null, null_low=float(np.quantile(null, 0.025)),
+                   null_high=float(np.quantile(null, 0.975)),
+                   p_value=float((1 + extreme.sum()) / (1 + permutations)))
+    return out
 
 
-__all__ = ["class_bn_statistics", "tv_l2", "bn_synthesize", "nearest_neighbours", "copy_test"]
+def max_ssim_to_members(images: torch.Tensor, members: torch.Tensor, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's highest SSIM to any of its ``k`` nearest members in pixel distance, and which
+    member that is: ``(ssim [n], member index [n])``. The L2-nearest member alone can miss a member
+    that is structurally closer (same shape, other brightness), which SSIM rewards; the ``k``
+    candidates catch it at ``n * k`` SSIM evaluations instead of ``n * len(members)``."""
+    from .metrics import ssim
+
+    _check_images("images", images)
+    _check_images("members", members)
+    k = min(positive_int(k, "k"), len(members))
+    r = members.flatten(1).float()
+    cand = torch.cat([torch.cdist(images[i:i + 500].flatten(1).float(), r,
+                                  compute_mode="donot_use_mm_for_euclid_dist").topk(k, largest=False).indices
+                      for i in range(0, len(images), 500)])                  # [n, k]
+    s = ssim(images.clamp(0, 1).repeat_interleave(k, 0), members[cand.reshape(-1)]).reshape(len(images), k)
+    best = s.argmax(1)
+    return s[np.arange(len(images)), best], cand.numpy()[np.arange(len(images)), best]
+
+
+def bn_features(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Each image's contribution to the BatchNorm mean statistics: the input of every BatchNorm
+    layer averaged over spatial positions (per channel), the layers concatenated, ``[N, D]``
+    (``D`` = 6 + 16 + 120 + 84 = 226 for LeNet-5 with BatchNorm), model in eval mode, float64.
+    The mean of these rows over a class's images is exactly that class's mean statistics
+    (:func:`class_bn_statistics`), so a released mean is an average of these vectors."""
+    layers = _layers(model)
+    _check_images("x", x)
+    batch_size = positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    feats: list = []
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0].detach())) for m in layers]
+    out = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                feats.clear()
+                model(x[i:i + batch_size].to(device))
+                out.append(torch.cat([h.double().mean(list(range(2, h.ndim))) if h.ndim > 2 else h.double()
+                                      for h in feats], 1).cpu())
+    finally:
+        for hk in hooks:
+            hk.remove()
+        model.train(was)
+    return torch.cat(out)
+
+
+def class_means(features: torch.Tensor, labels: torch.Tensor) -> dict:
+    """``{class: mean row of features}`` over each class's rows (``features`` ``[N, D]``, ``labels``
+    ``[N]``): with :func:`bn_features` of the members, the owner's released mean statistics."""
+    labels = torch.as_tensor(labels)
+    if not torch.is_tensor(features) or features.ndim != 2 or labels.shape != (len(features),):
+        raise ValueError("features must be [N, D] and labels [N].")
+    return {int(c): features[labels == c].mean(0) for c in torch.unique(labels)}
+
+
+def tracing_scores(features: torch.Tensor, labels: torch.Tensor, released: dict,
+                   population: torch.Tensor, population_labels: torch.Tensor) -> np.ndarray:
+    r"""A tracing (membership) test on released class means, in the style of Homer et al. (2008)
+    and Dwork et al. (2015): for a record with features :math:`f` and class :math:`c`,
+
+    .. math:: s = \sum_d \frac{(f_d - p_{c,d})\,(\mu_{c,d} - p_{c,d})}{v_{c,d}},
+
+    the inner product of the record's offset from the population mean :math:`p_c` with the released
+    mean's offset :math:`\mu_c - p_c`, each coordinate scaled by the population variance
+    :math:`v_c` (ours: the statistics' coordinates live on very different scales). A member moved
+    :math:`\mu_c` towards itself by :math:`1/n_c` of its offset, so members score higher; with
+    :math:`D` coordinates the shift is about :math:`D/n_c` against a spread of about
+    :math:`\sqrt{D(1/n_c + 1/n_p)}`, so the test grows stronger as :math:`D/n_c` grows.
+
+    ``features`` ``[N, D]`` and ``labels`` ``[N]``: the records scored (e.g. :func:`bn_features` of
+    candidates); ``released``: ``{class: mean [D]}`` (:func:`class_means`); ``population`` and
+    ``population_labels``: the attacker's own sample from the same distribution, disjoint from the
+    records scored, which estimates :math:`p_c` and :math:`v_c`. Returns ``[N]`` (members higher)."""
+    labels = torch.as_tensor(labels)
+    population_labels = torch.as_tensor(population_labels)
+    if features.ndim != 2 or population.ndim != 2 or features.shape[1] != population.shape[1]:
+        raise ValueError(f"features [N, D] and population [M, D] must share D, got {tuple(features.shape)} "
+                         f"and {tuple(population.shape)}.")
+    if labels.shape != (len(features),) or population_labels.shape != (len(population),):
+        raise ValueError("labels and population_labels must give one class per row.")
+    missing = sorted(set(labels.tolist()) - set(released) | set(labels.tolist()) - set(population_labels.tolist()))
+    if missing:
+        raise ValueError(f"no released mean or no population sample for classes {missing}.")
+    f, pop = features.double(), population.double()
+    out = torch.empty(len(f), dtype=torch.float64)
+    for c in torch.unique(labels):
+        rows = labels == c
+        pc = pop[population_labels == c]
+        if len(pc) < 2:
+            raise ValueError(f"class {int(c)} has fewer than 2 population samples.")
+        p, v = pc.mean(0), pc.var(0).clamp_min(1e-12)
+        out[rows] = ((f[rows] - p) * (torch.as_tensor(released[int(c)]).double() - p) / v).sum(1)
+    return out.numpy()
+
+
+def distance_scores(candidates: torch.Tensor, synthetic: torch.Tensor) -> np.ndarray:
+    """A membership score from the synthetic set alone: minus each candidate's pixel distance to its
+    nearest synthetic image (members higher if synthesis pulls images towards them), ``[N]``."""
+    _check_images("candidates", candidates)
+    _check_images("synthetic", synthetic)
+    return -nearest_neighbours(candidates, synthetic)[1].double().numpy()
+
+
+__all__ = ["class_bn_statistics", "tv_l2", "bn_synthesize", "nearest_neighbours", "copy_test",
+           "max_ssim_to_members", "bn_features", "class_means", "tracing_scores", "distance_scores"]

@@ -1,4 +1,5 @@
 """Chapter 10 checkers accept a right answer and reject plausible wrong ones."""
+import pytest
 import torch
 
 from mixcon_lite import exercises
@@ -19,6 +20,24 @@ def test_tv_l2_right_and_wrong():
     squared = lambda x: tv(x) ** 2  # noqa: E731
     assert not exercises.check_tv_l2(squared)
     assert not exercises.check_tv_l2(lambda x: tv(x)[:1])
+
+
+def _batch_tv(x):
+    """DeepInversion's get_image_prior_losses: one norm per direction over the whole batch."""
+    d = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
+         x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
+    return sum(t.norm() for t in d)
+
+
+@pytest.mark.parametrize("wrong", [
+    _batch_tv,                                                     # the scalar itself
+    lambda x: _batch_tv(x).repeat(len(x)),                         # broadcast to every image
+    lambda x: (_batch_tv(x) / len(x)).repeat(len(x)),              # "per image" by dividing by N
+])
+def test_tv_l2_batch_level_is_named(wrong):
+    v = exercises.check_tv_l2(wrong)
+    assert not v
+    assert "batch-level" in v.message and "diagonal" not in v.message
 
 
 def test_class_statistics_right_and_wrong():

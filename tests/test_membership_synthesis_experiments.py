@@ -36,7 +36,7 @@ def test_membership_run_tiny(data_dir, capsys):
     assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
     assert set(res["attacks"]) == {"curvature", "curvature_hutchinson", "loss", "combined",
                                    "label_only", "curvature_zo"}
-    assert set(res["calibrated"]) == {f"{s} ({k} LiRA)" for s in ("margin", "curvature")
+    assert set(res["calibrated"]) == {f"{s} ({k} LiRA)" for s in ("margin", "zero-order", "curvature")
                                       for k in ("offline", "online")}
     assert set(res["table"]) == set(res["attacks"]) | set(res["calibrated"])
     for s in list(res["attacks"].values()) + list(res["calibrated"].values()):
@@ -64,10 +64,20 @@ def test_membership_run_tiny(data_dir, capsys):
 
 def test_bn_synthesis_run_tiny(data_dir):
     cfg = {**bn_synthesis.settings("fast"), "n_members": 100, "n_test": 100, "teacher_epochs": 8,
-           "per_class": 3, "steps": 30, "student_epochs": 3, "n_attack": 50, "probes": 2}
+           "per_class": 3, "steps": 30, "student_epochs": 3, "n_attack": 50, "permutations": 200}
     out = bn_synthesis.run(config=cfg, seed=0, progress=False, sources=("class",))
     res = out["results"]
-    assert set(res) == {"teacher", "real", "class"}
+    assert set(res) == {"teacher", "real", "class", "control: noise", "control: noisy members",
+                        "release_attacks"}
+    # the copy test's positive control (noisy members) is flagged beyond its permutation null
+    assert res["control: noisy members"]["closer_to_members"] == 1.0
+    assert res["control: noisy members"]["closer_p_value"] < 0.01
+    assert 0 < res["class"]["closer_p_value"] <= 1
+    assert set(res["release_attacks"]) == {"tracing (class statistics)", "tracing (class synthetic set)",
+                                           "distance (class synthetic set)",
+                                           "tracing (statistics of the other members)"}
+    for row in res["release_attacks"].values():
+        assert row["auc_low"] <= row["auc"] <= row["auc_high"] and 0 <= row["tpr_1"] <= 1
     assert out["synthetic"]["class"].reconstruction.shape == (30, 1, 28, 28)
     for key in ("test_accuracy", "auc_loss", "auc_curvature", "closer_to_members",
                 "median_ssim_to_nearest_member"):

@@ -106,3 +106,81 @@ def test_copy_test_detects_copies():
         sy.copy_test(fresh, members, nonmembers[:10])
     with pytest.raises(ValueError, match="same item shape"):
         sy.nearest_neighbours(torch.rand(2, 4), torch.rand(3, 5))
+
+
+def test_copy_test_permutation_null():
+    torch.manual_seed(0)
+    members, nonmembers = torch.rand(60, 1, 8, 8), torch.rand(60, 1, 8, 8)
+    copies = members[:30] + 0.01 * torch.randn(30, 1, 8, 8)
+    out = sy.copy_test(copies, members, nonmembers, permutations=200, seed=1)
+    assert out["closer_to_members"] == 1.0 and out["p_value"] < 0.01
+    assert out["null"].shape == (200,) and out["null_low"] <= 0.5 <= out["null_high"]
+    # a "hub": every query has the same nearest pooled image, so the share is 0 or 1 whatever the
+    # split; a binomial interval would call it a strong effect, the permutation null does not
+    hub = members[0].expand(40, 1, 8, 8) + 0.001 * torch.rand(40, 1, 8, 8)
+    res = sy.copy_test(hub, members, nonmembers, permutations=200)
+    assert res["closer_to_members"] == 1.0
+    assert res["p_value"] > 0.2                        # about half the re-splits are as extreme
+    fresh = torch.rand(100, 1, 8, 8)
+    assert sy.copy_test(fresh, members, nonmembers, permutations=300)["p_value"] > 0.01
+    assert "p_value" not in sy.copy_test(fresh, members, nonmembers)          # off by default
+    with pytest.raises(ValueError, match="permutations"):
+        sy.copy_test(fresh, members, nonmembers, permutations=-1)
+
+
+def test_max_ssim_looks_beyond_the_l2_nearest():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 1, 16, 16, generator=g)
+    # member 0: the same pattern at 0.4 of the contrast, brighter (SSIM 0.63, pixel distance 5.0);
+    # member 1: flat grey at the image's mean (pixel distance 4.6, no structure: SSIM about 0)
+    members = torch.cat([0.4 * base + 0.55, torch.full_like(base, float(base.mean())),
+                         torch.rand(8, 1, 16, 16, generator=g)])
+    nn_idx, _ = sy.nearest_neighbours(base, members)
+    assert nn_idx.item() == 1
+    s, idx = sy.max_ssim_to_members(base, members, k=3)
+    assert idx.tolist() == [0] and s[0] > 0.5
+    s1, idx1 = sy.max_ssim_to_members(base, members, k=1)
+    assert idx1.tolist() == [1] and s1[0] < s[0]
+    with pytest.raises(ValueError, match="k must"):
+        sy.max_ssim_to_members(base, members, k=0)
+
+
+def test_bn_features_average_to_class_statistics(teacher):
+    model, x, y = teacher
+    f = sy.bn_features(model, x)
+    assert f.shape == (len(x), 6 + 16 + 120 + 84) and f.dtype == torch.float64
+    stats = sy.class_bn_statistics(model, x, y)
+    means = sy.class_means(f, y)
+    for c, layers in stats.items():
+        assert torch.allclose(means[c].float(), torch.cat([mu for mu, _ in layers]), atol=1e-4)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        sy.bn_features(LeNet5(), x)
+
+
+def test_tracing_scores_find_members():
+    g = torch.Generator().manual_seed(0)
+    d, n = 400, 50                                    # D / n = 8: a strong tracing signal
+    pop = torch.randn(2000, d, generator=g)
+    members, nonmembers = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    labels = torch.zeros(n, dtype=torch.long)
+    released = sy.class_means(members, labels)
+    sm = sy.tracing_scores(members, labels, released, pop, torch.zeros(2000, dtype=torch.long))
+    sn = sy.tracing_scores(nonmembers, labels, released, pop, torch.zeros(2000, dtype=torch.long))
+    from mixcon_lite import stats
+    assert stats.auc(sm, sn) > 0.95
+    # a mean released from other people's records carries no trace of these members
+    other = sy.class_means(torch.randn(n, d, generator=g), labels)
+    sm0 = sy.tracing_scores(members, labels, other, pop, torch.zeros(2000, dtype=torch.long))
+    sn0 = sy.tracing_scores(nonmembers, labels, other, pop, torch.zeros(2000, dtype=torch.long))
+    assert 0.3 < stats.auc(sm0, sn0) < 0.7
+    with pytest.raises(ValueError, match="no released mean"):
+        sy.tracing_scores(members, labels + 1, released, pop, torch.zeros(2000, dtype=torch.long))
+    with pytest.raises(ValueError, match="share D"):
+        sy.tracing_scores(members[:, :10], labels, released, pop, torch.zeros(2000, dtype=torch.long))
+
+
+def test_distance_scores():
+    synthetic = torch.rand(5, 1, 4, 4)
+    near = synthetic + 0.01
+    far = torch.rand(5, 1, 4, 4) + 2
+    assert (sy.distance_scores(near, synthetic) > sy.distance_scores(far, synthetic).max()).all()

@@ -20,6 +20,21 @@ def check_tv_l2(fn) -> CheckResult:
         out, fail = call_student(fn, x.clone())
         if fail is not None:
             return fail
+        # DeepInversion's code: one norm per direction over the whole batch (a scalar)
+        diffs = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
+                 x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
+        batch_level = float(sum(d.norm() for d in diffs))
+        batch_hint = (" This is DeepInversion's batch-level form (one norm per direction over the whole "
+                      "batch); here take the four norms per image and return one value per image [N].")
+        try:
+            flat = np.asarray(out.detach().double() if torch.is_tensor(out) else out, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and flat.size and (np.allclose(flat, batch_level, rtol=1e-4)
+                                               or np.allclose(flat, batch_level / shape[0], rtol=1e-4)):
+            return CheckResult(False, f"Images {shape}: you returned {np.round(flat, 3)}, the whole batch's "
+                                      f"TV-L2 ({batch_level:.3f}{' / N' if not np.allclose(flat, batch_level, rtol=1e-4) else ''})."
+                                      + batch_hint)
         val, fail = as_1d(out, shape[0], "your function")
         if fail is not None:
             return fail
@@ -30,7 +45,8 @@ def check_tv_l2(fn) -> CheckResult:
                     " Take the L2 norm of each direction's differences (not their squared sum or mean)."
                     if ratio < 0.4 or ratio > 1.5 else "")
             return CheckResult(False, f"Images {shape}: expected {np.round(want, 3)}, got {np.round(val, 3)}.{hint}")
-    return CheckResult(True, "your TV-L2 matches DeepInversion's prior: four directions, one L2 norm each.")
+    return CheckResult(True, "your TV-L2 matches the course's per-image form of DeepInversion's prior: four "
+                             "directions, one L2 norm each, per image.")
 
 
 def check_class_statistics(fn) -> CheckResult:

@@ -38,14 +38,17 @@ def settings(mode: str | None = None) -> dict:
     fast: 2,000 members; the teacher trains 20 epochs with Adam (lr 1e-3, batch 64); 30 synthetic
     images per class, 300 Adam steps at lr 0.1 (cosine decay), BN weight 1 (first layer x10), TV-L2
     weight 0.05, jitter 2 px; students train 30 epochs with Adam (lr 1e-3, batch 32); membership on
-    1,000 members and 1,000 non-members. full: 10,000 members, 200 images per class, 1,000 steps,
-    all 10,000 members and 10,000 non-members for membership.
+    1,000 members and 1,000 non-members. The copy test's permutation null has 1,000 re-splits; SSIM
+    is taken to each image's 20 nearest members; the positive control adds Gaussian noise of
+    standard deviation 0.1 to members. full: 10,000 members, 200 images per class, 1,000 steps, all
+    10,000 members and 10,000 non-members for membership.
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "teacher_epochs": 20, "teacher_lr": 1e-3,
               "teacher_batch_size": 64, "lr": 0.1, "bn_weight": 1.0, "first_bn_multiplier": 10.0,
               "tv_weight": 0.05, "jitter": 2, "student_epochs": 30, "student_lr": 1e-3,
-              "student_batch_size": 32, "probes": 8, "n_test": 2000}
+              "student_batch_size": 32, "n_test": 2000, "permutations": 1000, "ssim_candidates": 20,
+              "control_noise": 0.1}
     if mode == "fast":
         return {**common, "n_members": 2000, "per_class": 30, "steps": 300, "n_attack": 1000}
     return {**common, "n_members": 10_000, "per_class": 200, "steps": 1000, "n_attack": 10_000}
@@ -104,37 +107,104 @@ def real_subset(data: dict, per_class: int) -> tuple[torch.Tensor, torch.Tensor]
     return data["x_members"][idx], y[idx]
 
 
-def leak_check(images: torch.Tensor, data: dict) -> dict:
-    """How close each image is to the training set: its nearest member (pixel distance), the SSIM to
-    that member, and :func:`~mixcon_lite.synthesis.copy_test` (the share of images nearer a member than
-    any non-member; 0.5 is no leak). Returns the medians, the maximum SSIM and the per-image arrays."""
-    ct = sy.copy_test(images, data["x_members"], data["x_nonmembers"])
-    nearest = data["x_members"][torch.as_tensor(ct["member_index"])]
-    s = ssim(images.clamp(0, 1), nearest)
-    return {"closer_to_members": ct["closer_to_members"],
+def leak_check(images: torch.Tensor, data: dict, config: dict | None = None, seed: int | None = None) -> dict:
+    """How close each image is to the training set: its nearest member (pixel distance), the highest
+    SSIM to any of its ``ssim_candidates`` nearest members, and
+    :func:`~mixcon_lite.synthesis.copy_test` (the share of images nearer a member than any
+    non-member) with its permutation null (``permutations`` re-splits; ``closer_p_value``,
+    ``closer_null_low``/``closer_null_high``). Returns the summaries and the per-image arrays."""
+    config = config or settings()
+    seed = resolve_seed(seed)
+    ct = sy.copy_test(images, data["x_members"], data["x_nonmembers"],
+                      permutations=int(config["permutations"]), seed=seed)
+    s, idx = sy.max_ssim_to_members(images, data["x_members"], k=int(config["ssim_candidates"]))
+    return {"closer_to_members": ct["closer_to_members"], "closer_p_value": ct["p_value"],
+            "closer_null_low": ct["null_low"], "closer_null_high": ct["null_high"],
             "median_member_distance": float(np.median(ct["member_distance"])),
             "median_ssim_to_nearest_member": float(np.median(s)), "max_ssim_to_nearest_member": float(s.max()),
-            "ssim_per_image": s, "member_index": ct["member_index"], "member_distance": ct["member_distance"]}
+            "ssim_per_image": s, "member_index": idx, "member_distance": ct["member_distance"]}
+
+
+def controls(data: dict, n: int, config: dict, seed: int | None = None) -> dict:
+    """The copy test's controls, ``n`` images each: ``"noise"`` (uniform noise, a set that copies
+    nothing: the test must not flag it beyond its null) and ``"noisy members"`` (the first ``n``
+    members plus Gaussian noise of standard deviation ``control_noise``, clamped to [0, 1]: a set
+    built from members, which the test must flag). Returns ``{name: images}``."""
+    seed = resolve_seed(seed)
+    g = torch.Generator().manual_seed(int(seed) + 7)
+    shape = data["x_members"].shape[1:]
+    xm = data["x_members"][:n]
+    return {"noise": torch.rand((n, *shape), generator=g),
+            "noisy members": (xm + float(config["control_noise"]) * torch.randn(xm.shape, generator=g)).clamp(0, 1)}
+
+
+def _candidates(data: dict, config: dict):
+    k = int(config["n_attack"])
+    return (data["x_members"][:k], data["y_members"][:k], data["x_nonmembers"][:k], data["y_nonmembers"][:k])
+
+
+def release_attacks(teacher, data: dict, config: dict, synthetic: dict) -> dict:
+    """Per-record membership attacks on what the owner releases, members of the teacher (the first
+    ``n_attack``) against as many non-members, higher meaning member:
+
+    * ``"tracing (class statistics)"``: :func:`~mixcon_lite.synthesis.tracing_scores` on the
+      class-wise mean statistics the owner recorded from all members (an attacker holding the teacher
+      and the statistics: the most the release can carry);
+    * ``"tracing (statistics of the other members)"`` (only when some members are not scored): the
+      control, the same test with means of the members *not* scored; they trained the teacher but
+      are not among the scored, so what this finds is the teacher's shift of its members' features,
+      not each record's trace in the statistics;
+    * ``"tracing (<source> synthetic set)"``: the same test with the class means of the synthetic
+      images' features (an attacker holding the teacher and the synthetic set);
+    * ``"distance (<source> synthetic set)"``: minus the pixel distance to the nearest synthetic
+      image (an attacker holding the synthetic images only).
+
+    The population means and variances come from the test split (the attacker's own data, disjoint
+    from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
+    xm, ym, xn, yn = _candidates(data, config)
+    fm, fn = sy.bn_features(teacher, xm), sy.bn_features(teacher, xn)
+    fp = sy.bn_features(teacher, data["x_test"])
+    yp = data["y_test"]
+    released = sy.class_means(sy.bn_features(teacher, data["x_members"]), data["y_members"])
+    out = {"tracing (class statistics)": (sy.tracing_scores(fm, ym, released, fp, yp),
+                                          sy.tracing_scores(fn, yn, released, fp, yp))}
+    k = int(config["n_attack"])
+    if len(data["x_members"]) > k:
+        # control: statistics of the members *not* scored. The scored members still trained the
+        # teacher, but none of them is in these means; what remains is the teacher's own shift
+        # of members' features, not a trace of each record in the statistics
+        others = sy.class_means(sy.bn_features(teacher, data["x_members"][k:]), data["y_members"][k:])
+        out["tracing (statistics of the other members)"] = (sy.tracing_scores(fm, ym, others, fp, yp),
+                                                            sy.tracing_scores(fn, yn, others, fp, yp))
+    for source, res in synthetic.items():
+        means = sy.class_means(sy.bn_features(teacher, res.reconstruction), res.labels)
+        out[f"tracing ({source} synthetic set)"] = (sy.tracing_scores(fm, ym, means, fp, yp),
+                                                    sy.tracing_scores(fn, yn, means, fp, yp))
+        out[f"distance ({source} synthetic set)"] = (sy.distance_scores(xm, res.reconstruction),
+                                                     sy.distance_scores(xn, res.reconstruction))
+    return out
 
 
 def membership_aucs(model, data: dict, config: dict, seed: int | None = None,
                     return_scores: bool = False) -> dict:
-    """Chapter 09's loss and curvature attacks on ``model``, members of the *teacher* against
-    non-members (the first ``n_attack`` of each): ``{"auc_loss", "auc_curvature", "auc_label_only"}``
-    (the last is the label-only baseline: member if correctly classified). With
-    ``return_scores`` also ``"scores"``: ``{attack: (member scores, non-member scores)}``, higher
-    meaning member, for :func:`mixcon_lite.stats.auc_difference`."""
-    seed = resolve_seed(seed)
-    k = int(config["n_attack"])
-    xm, ym = data["x_members"][:k], data["y_members"][:k]
-    xn, yn = data["x_nonmembers"][:k], data["y_nonmembers"][:k]
-    scores = {"loss": (-mb.loss_scores(model, xm, ym), -mb.loss_scores(model, xn, yn)),
-              "curvature": (-mb.input_curvature(model, xm, ym, probes=config["probes"], seed=seed),
-                            -mb.input_curvature(model, xn, yn, probes=config["probes"], seed=seed)),
+    """Chapter 09's uncalibrated (global-threshold) attacks on ``model``, members of the *teacher*
+    against non-members (the first ``n_attack`` of each): ``{"auc_loss", "auc_curvature",
+    "auc_label_only"}``. The loss attack scores the float64 logit margin (a monotone function of
+    the loss that does not saturate), the curvature attack minus the exact input-loss curvature
+    (:func:`mixcon_lite.membership.curvature_scores`); the label-only baseline scores membership by
+    correct classification. With ``return_scores`` also ``"scores"``: ``{attack: (member scores,
+    non-member scores)}``, higher meaning member, for
+    :func:`mixcon_lite.experiments.membership.attack_table`. ``seed`` is accepted for symmetry
+    (every score here is deterministic)."""
+    resolve_seed(seed)
+    xm, ym, xn, yn = _candidates(data, config)
+    scores = {"loss": (mb.margin_scores(model, xm, ym), mb.margin_scores(model, xn, yn)),
+              "curvature": (-mb.curvature_scores(model, xm, ym), -mb.curvature_scores(model, xn, yn)),
               "label_only": (mb.correctness_scores(model, xm, ym), mb.correctness_scores(model, xn, yn))}
+    scores = {k: tuple(np.asarray(s_, dtype=float) for s_ in v) for k, v in scores.items()}
     out = {f"auc_{k}": mb.attack_auc(*v) for k, v in scores.items()}
     if return_scores:
-        out["scores"] = {k: tuple(np.asarray(s_, dtype=float) for s_ in v) for k, v in scores.items()}
+        out["scores"] = scores
     return out
 
 
@@ -143,7 +213,10 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     """The whole experiment. Returns ``{"results", "teacher", "data", "synthetic": {source: AttackResult},
     "students": {name: model}, "config", "seconds"}``. ``results`` holds the teacher's accuracies and
     membership AUCs, and per student (``real`` and each synthetic source) its test accuracy, its
-    membership AUCs and, for synthetic sets, the leak check's summary."""
+    membership AUCs and, for synthetic sets, the leak check's summary; ``"control: noise"`` and
+    ``"control: noisy members"`` hold the copy test's controls, ``"release_attacks"`` the per-record
+    attacks on the released statistics and synthetic sets (:func:`release_attacks`) with AUC and
+    TPR at 1 % and 0.1 % FPR and their intervals."""
     seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
@@ -156,17 +229,23 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     xr, yr = real_subset(data, int(config["per_class"]))
     students["real"] = train_student(xr, yr, config, seed=seed, progress=progress)
     res["real"] = {"test_accuracy": evaluate(students["real"], data["x_test"], data["y_test"])["accuracy"],
-                   **{k: v for k, v in leak_check(data["x_test"][:len(xr)], data).items()
+                   **{k: v for k, v in leak_check(data["x_test"][:len(xr)], data, config, seed).items()
                       if not isinstance(v, np.ndarray)}}
     for source in sources:
         out = synthesize(teacher, data, config, source=source, seed=seed, progress=progress)
         synthetic[source] = out
         students[source] = train_student(out.reconstruction, out.labels, config, seed=seed, progress=progress)
-        leak = leak_check(out.reconstruction, data)
+        leak = leak_check(out.reconstruction, data, config, seed)
         res[source] = {"test_accuracy": evaluate(students[source], data["x_test"], data["y_test"])["accuracy"],
                        "teacher_agreement": out.extras["accuracy"], "seconds": out.seconds,
                        **membership_aucs(students[source], data, config, seed),
                        **{k: v for k, v in leak.items() if not isinstance(v, np.ndarray)}}
+    n = int(config["per_class"]) * 10
+    for name, images in controls(data, n, config, seed).items():
+        res[f"control: {name}"] = {k: v for k, v in leak_check(images, data, config, seed).items()
+                                   if not isinstance(v, np.ndarray)}
+    res["release_attacks"] = membership_experiment.attack_table(
+        release_attacks(teacher, data, config, synthetic))
     return {"results": res, "teacher": teacher, "data": data, "synthetic": synthetic, "students": students,
             "config": config, "seconds": time.perf_counter() - start}
 
@@ -193,7 +272,11 @@ def main(argv=None) -> None:
         print(json.dumps(out["results"]))
     else:
         for name, row in out["results"].items():
-            print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+            if name == "release_attacks":
+                for attack, r in row.items():
+                    print(" ", attack, {k: round(v, 3) for k, v in r.items()})
+            else:
+                print(name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
 
 
 if __name__ == "__main__":

@@ -292,8 +292,8 @@ def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.
     non-members are pooled and re-split at random into two halves of the same sizes
     ``permutations`` times, the share nearer the first half recomputed each time (no leakage means
     the real split is one such draw). Added keys: ``"null"`` (the shares, ``[permutations]``),
-    ``"null_low"``/``"null_high"`` (its 2.5 % and 97.5 % quantiles) and ``"p_value"`` (two-sided,
-    ``(1 + #{|null - 1/2| >= |observed - 1/2|}) / (1 + permutations)``)."""
+    ``"null_low"``/``"null_high"`` (its 2.5 % and 97.5 % quantiles) and ``"p_value"`` (one-sided,
+    as the leak hypothesis is: ``(1 + #{null >= observed}) / (1 + permutations)``)."""
     for name, x in (("synthetic", synthetic), ("members", members), ("nonmembers", nonmembers)):
         _check_images(name, x)
     if len(members) != len(nonmembers):
@@ -316,7 +316,7 @@ def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.
             first = torch.zeros(2 * m, dtype=torch.bool)
             first[torch.randperm(2 * m, generator=g)[:m]] = True
             null[b] = float(first[nn_index].float().mean())
-        extreme = np.abs(null - 0.5) >= abs(observed - 0.5) - 1e-12
+        extreme = null >= observed - 1e-12          # one-sided: leakage pulls images towards members
         out.update(null=null, null_low=float(np.quantile(null, 0.025)),
                    null_high=float(np.quantile(null, 0.975)),
                    p_value=float((1 + extreme.sum()) / (1 + permutations)))

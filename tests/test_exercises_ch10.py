@@ -68,3 +68,23 @@ def test_leaky_set_right_and_wrong():
     assert not v and "nearer a member" in v.message
     v = exercises.check_leaky_set(lambda m, n: m[:5] + 1.0, members, nonmembers)
     assert not v and "at least 20" in v.message
+
+
+def test_leaky_set_rejects_a_hub():
+    # a flat grey member is the nearest neighbour of every noise image: the share is 1.0, but
+    # only because of which half that one image fell in (permutation p about one half)
+    g = torch.Generator().manual_seed(0)
+    members = torch.cat([torch.full((1, 1, 12, 12), 0.5), torch.rand(99, 1, 12, 12, generator=g)])
+    nonmembers = torch.rand(100, 1, 12, 12, generator=g)
+    noise = lambda m, n: torch.rand(40, 1, 12, 12, generator=torch.Generator().manual_seed(3))  # noqa: E731
+    v = exercises.check_leaky_set(noise, members, nonmembers)
+    assert not v and "hubs" in v.message, v.message
+
+
+def test_tv_l2_joint_norm_is_named():
+    def joint(x):
+        d = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
+             x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
+        return torch.cat([t.flatten(1) for t in d], 1).norm(dim=1)
+    v = exercises.check_tv_l2(joint)
+    assert not v and "one norm per direction" in v.message and "diagonal" not in v.message

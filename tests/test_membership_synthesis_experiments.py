@@ -68,14 +68,17 @@ def test_bn_synthesis_run_tiny(data_dir):
     out = bn_synthesis.run(config=cfg, seed=0, progress=False, sources=("class",))
     res = out["results"]
     assert set(res) == {"teacher", "real", "class", "control: noise", "control: noisy members",
-                        "release_attacks"}
+                        "control: synthetic + noisy members", "release_attacks"}
     # the copy test's positive control (noisy members) is flagged beyond its permutation null
     assert res["control: noisy members"]["closer_to_members"] == 1.0
     assert res["control: noisy members"]["closer_p_value"] < 0.01
     assert 0 < res["class"]["closer_p_value"] <= 1
     assert set(res["release_attacks"]) == {"tracing (class statistics)", "tracing (class synthetic set)",
                                            "distance (class synthetic set)",
-                                           "tracing (statistics of the other members)"}
+                                           "tracing (statistics of the other members)",
+                                           "distance (noisy-members control set)"}
+    # the distance attack finds members against a set built from them (its positive control)
+    assert res["release_attacks"]["distance (noisy-members control set)"]["auc"] > 0.55
     for row in res["release_attacks"].values():
         assert row["auc_low"] <= row["auc"] <= row["auc_high"] and 0 <= row["tpr_1"] <= 1
     assert out["synthetic"]["class"].reconstruction.shape == (30, 1, 28, 28)

@@ -125,17 +125,29 @@ def leak_check(images: torch.Tensor, data: dict, config: dict | None = None, see
             "ssim_per_image": s, "member_index": idx, "member_distance": ct["member_distance"]}
 
 
-def controls(data: dict, n: int, config: dict, seed: int | None = None) -> dict:
+def controls(data: dict, n: int, config: dict, seed: int | None = None, synthetic: torch.Tensor | None = None,
+             fraction: float = 0.2) -> dict:
     """The copy test's controls, ``n`` images each: ``"noise"`` (uniform noise, a set that copies
-    nothing: the test must not flag it beyond its null) and ``"noisy members"`` (the first ``n``
+    nothing; its images share one or two nearest neighbours, so its null spans 0 to 1 and it shows
+    why the null is needed, not whether the test has power) and ``"noisy members"`` (the first ``n``
     members plus Gaussian noise of standard deviation ``control_noise``, clamped to [0, 1]: a set
-    built from members, which the test must flag). Returns ``{name: images}``."""
+    built from members, which the test must flag). With ``synthetic`` also ``"synthetic + noisy
+    members"``: that set with a ``fraction`` of its images (chosen at random) replaced by noisy
+    members, a positive control with the synthetic set's hubs, which says how much leakage the test
+    can see on such a set. Returns ``{name: images}``."""
     seed = resolve_seed(seed)
     g = torch.Generator().manual_seed(int(seed) + 7)
     shape = data["x_members"].shape[1:]
     xm = data["x_members"][:n]
-    return {"noise": torch.rand((n, *shape), generator=g),
-            "noisy members": (xm + float(config["control_noise"]) * torch.randn(xm.shape, generator=g)).clamp(0, 1)}
+    out = {"noise": torch.rand((n, *shape), generator=g),
+           "noisy members": (xm + float(config["control_noise"]) * torch.randn(xm.shape, generator=g)).clamp(0, 1)}
+    if synthetic is not None:
+        mixed = synthetic.clone()
+        k = int(round(fraction * len(mixed)))
+        where = torch.randperm(len(mixed), generator=g)[:k]
+        mixed[where] = out["noisy members"][:k]
+        out["synthetic + noisy members"] = mixed
+    return out
 
 
 def _candidates(data: dict, config: dict):
@@ -143,8 +155,10 @@ def _candidates(data: dict, config: dict):
     return (data["x_members"][:k], data["y_members"][:k], data["x_nonmembers"][:k], data["y_nonmembers"][:k])
 
 
-def release_attacks(teacher, data: dict, config: dict, synthetic: dict) -> dict:
-    """Per-record membership attacks on what the owner releases, members of the teacher (the first
+def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
+                    control_set: torch.Tensor | None = None) -> dict:
+    """Per-record membership attacks on what the owner computes (the synthetic set, and the
+    class-wise statistics and teacher it comes from), members of the teacher (the first
     ``n_attack``) against as many non-members, higher meaning member:
 
     * ``"tracing (class statistics)"``: :func:`~mixcon_lite.synthesis.tracing_scores` on the
@@ -159,6 +173,11 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict) -> dict:
     * ``"distance (<source> synthetic set)"``: minus the pixel distance to the nearest synthetic
       image (an attacker holding the synthetic images only).
 
+    * ``"distance (noisy-members control set)"`` (with ``control_set``, e.g. the noisy members of
+      :func:`controls`): the distance attack against a set built from members, its positive
+      control.
+
+    Only the mean statistics are used; the recorded variances are not.
     The population means and variances come from the test split (the attacker's own data, disjoint
     from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
     xm, ym, xn, yn = _candidates(data, config)
@@ -182,6 +201,9 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict) -> dict:
                                                     sy.tracing_scores(fn, yn, means, fp, yp))
         out[f"distance ({source} synthetic set)"] = (sy.distance_scores(xm, res.reconstruction),
                                                      sy.distance_scores(xn, res.reconstruction))
+    if control_set is not None:
+        out["distance (noisy-members control set)"] = (sy.distance_scores(xm, control_set),
+                                                       sy.distance_scores(xn, control_set))
     return out
 
 
@@ -213,8 +235,9 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     """The whole experiment. Returns ``{"results", "teacher", "data", "synthetic": {source: AttackResult},
     "students": {name: model}, "config", "seconds"}``. ``results`` holds the teacher's accuracies and
     membership AUCs, and per student (``real`` and each synthetic source) its test accuracy, its
-    membership AUCs and, for synthetic sets, the leak check's summary; ``"control: noise"`` and
-    ``"control: noisy members"`` hold the copy test's controls, ``"release_attacks"`` the per-record
+    membership AUCs and, for synthetic sets, the leak check's summary; ``"control: noise"``,
+    ``"control: noisy members"`` and ``"control: synthetic + noisy members"`` hold the copy test's
+    controls (:func:`controls`), ``"release_attacks"`` the per-record
     attacks on the released statistics and synthetic sets (:func:`release_attacks`) with AUC and
     TPR at 1 % and 0.1 % FPR and their intervals."""
     seed = resolve_seed(seed)
@@ -241,11 +264,13 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
                        **membership_aucs(students[source], data, config, seed),
                        **{k: v for k, v in leak.items() if not isinstance(v, np.ndarray)}}
     n = int(config["per_class"]) * 10
-    for name, images in controls(data, n, config, seed).items():
+    ctrl = controls(data, n, config, seed,
+                    synthetic=synthetic["class"].reconstruction if "class" in synthetic else None)
+    for name, images in ctrl.items():
         res[f"control: {name}"] = {k: v for k, v in leak_check(images, data, config, seed).items()
                                    if not isinstance(v, np.ndarray)}
     res["release_attacks"] = membership_experiment.attack_table(
-        release_attacks(teacher, data, config, synthetic))
+        release_attacks(teacher, data, config, synthetic, control_set=ctrl["noisy members"]))
     return {"results": res, "teacher": teacher, "data": data, "synthetic": synthetic, "students": students,
             "config": config, "seconds": time.perf_counter() - start}
 

@@ -40,8 +40,10 @@ def settings(mode: str | None = None) -> dict:
     weight 0.05, jitter 2 px; students train 30 epochs with Adam (lr 1e-3, batch 32); membership on
     1,000 members and 1,000 non-members. The copy test's permutation null has 1,000 re-splits; SSIM
     is taken to each image's 20 nearest members; the positive control adds Gaussian noise of
-    standard deviation 0.1 to members. full: 10,000 members, 200 images per class, 1,000 steps, all
-    10,000 members and 10,000 non-members for membership.
+    standard deviation 0.1 to members. full: 10,000 members, 200 images per class, 1,000 steps,
+    membership and tracing on 5,000 members and 5,000 non-members (the other 5,000 members give
+    the tracing control), and 20,000 test-split images (the test accuracy and the tracing
+    attacker's population sample, about 2,000 per class).
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "teacher_epochs": 20, "teacher_lr": 1e-3,
@@ -51,7 +53,8 @@ def settings(mode: str | None = None) -> dict:
               "control_noise": 0.1}
     if mode == "fast":
         return {**common, "n_members": 2000, "per_class": 30, "steps": 300, "n_attack": 1000}
-    return {**common, "n_members": 10_000, "per_class": 200, "steps": 1000, "n_attack": 10_000}
+    return {**common, "n_members": 10_000, "per_class": 200, "steps": 1000, "n_attack": 5_000,
+            "n_test": 20_000}
 
 
 # The same split as chapter 09: members, as many non-members (disjoint) and a test set, drawn in a
@@ -235,7 +238,9 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     """The whole experiment. Returns ``{"results", "teacher", "data", "synthetic": {source: AttackResult},
     "students": {name: model}, "config", "seconds"}``. ``results`` holds the teacher's accuracies and
     membership AUCs, and per student (``real`` and each synthetic source) its test accuracy, its
-    membership AUCs and, for synthetic sets, the leak check's summary; ``"control: noise"``,
+    membership AUCs and, for synthetic sets, the leak check's summary (``real`` also holds
+    ``own_auc_*``: the real-data student attacked on its own training images, the students'
+    positive control); ``"control: noise"``,
     ``"control: noisy members"`` and ``"control: synthetic + noisy members"`` hold the copy test's
     controls (:func:`controls`), ``"release_attacks"`` the per-record
     attacks on the released statistics and synthetic sets (:func:`release_attacks`) with AUC and
@@ -251,9 +256,16 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     students, synthetic = {}, {}
     xr, yr = real_subset(data, int(config["per_class"]))
     students["real"] = train_student(xr, yr, config, seed=seed, progress=progress)
+    own = {"x_members": xr, "y_members": yr, "x_nonmembers": data["x_nonmembers"],
+           "y_nonmembers": data["y_nonmembers"]}
     res["real"] = {"test_accuracy": evaluate(students["real"], data["x_test"], data["y_test"])["accuracy"],
                    **{k: v for k, v in leak_check(data["x_test"][:len(xr)], data, config, seed).items()
-                      if not isinstance(v, np.ndarray)}}
+                      if not isinstance(v, np.ndarray)},
+                   # the students' positive control: the real-data student attacked on its own
+                   # training images
+                   **{f"own_{k}": v for k, v in membership_aucs(students["real"], own,
+                                                                {**config, "n_attack": len(xr)},
+                                                                seed).items()}}
     for source in sources:
         out = synthesize(teacher, data, config, source=source, seed=seed, progress=progress)
         synthetic[source] = out

@@ -108,9 +108,14 @@ def tv_l2(x: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(x) or x.ndim != 4:
         raise ValueError(f"tv_l2 expects a tensor [N, C, H, W], got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
-    diffs = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
-             x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
-    return sum(d.flatten(1).norm(dim=1) for d in diffs)
+    return sum(d.flatten(1).norm(dim=1) for d in tv_differences(x))
+
+
+def tv_differences(x: torch.Tensor) -> tuple:
+    """The four neighbour differences of :func:`tv_l2` (down, right, and the two diagonals) of
+    images ``[N, C, H, W]``, each a tensor of its own shape."""
+    return (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
+            x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
 
 
 def _check_weight(value, name):
@@ -260,15 +265,22 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, batch_si
     if not torch.is_tensor(queries) or not torch.is_tensor(references) or queries.ndim < 2 \
             or queries.shape[1:] != references.shape[1:]:
         raise ValueError("queries [n, ...] and references [m, ...] must be tensors of the same item shape.")
-    r = references.flatten(1).float()
     idx, dist = [], []
-    for i in range(0, len(queries), positive_int(batch_size, "batch_size")):
-        d = torch.cdist(queries[i:i + batch_size].flatten(1).float(), r,
-                        compute_mode="donot_use_mm_for_euclid_dist")   # exact, not via |a|^2+|b|^2-2ab
+    for d in _distance_chunks(queries, references, batch_size):
         v, j = d.min(1)
         idx.append(j)
         dist.append(v)
     return torch.cat(idx), torch.cat(dist)
+
+
+def _distance_chunks(queries: torch.Tensor, references: torch.Tensor, batch_size: int = 1000):
+    """Pixel (Euclidean) distances of ``batch_size`` queries at a time to every reference,
+    ``[b, m]`` per chunk, computed exactly (not via |a|^2 + |b|^2 - 2ab)."""
+    r = references.flatten(1).float()
+    batch_size = positive_int(batch_size, "batch_size")
+    for i in range(0, len(queries), batch_size):
+        yield torch.cdist(queries[i:i + batch_size].flatten(1).float(), r,
+                          compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def _check_images(name, x):
@@ -301,16 +313,18 @@ def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.
                          f"and {len(nonmembers)}.")
     permutations = positive_int(permutations, "permutations", minimum=0)
     mi, md = nearest_neighbours(synthetic, members)
-    _, nd = nearest_neighbours(synthetic, nonmembers)
+    ni, nd = nearest_neighbours(synthetic, nonmembers)
     observed = float((md < nd).float().mean())
     out = {"closer_to_members": observed, "member_distance": md.numpy(),
            "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
     if permutations:
         # the share nearer the first half only depends on which half each image's nearest pooled
-        # neighbour falls in, so one nearest-neighbour search serves every permutation
-        nn_index, _ = nearest_neighbours(synthetic, torch.cat([members, nonmembers]))
-        g = torch.Generator().manual_seed(int(seed))
+        # neighbour falls in, so the two searches above serve every permutation: the nearest of
+        # members + non-members is the nearer of the two (a tie goes to the member, the first
+        # index, as a search over the pooled set would return)
         m = len(members)
+        nn_index = torch.where(md <= nd, mi, m + ni)
+        g = torch.Generator().manual_seed(int(seed))
         null = np.empty(permutations)
         for b in range(permutations):
             first = torch.zeros(2 * m, dtype=torch.bool)
@@ -333,10 +347,8 @@ def max_ssim_to_members(images: torch.Tensor, members: torch.Tensor, k: int = 20
     _check_images("images", images)
     _check_images("members", members)
     k = min(positive_int(k, "k"), len(members))
-    r = members.flatten(1).float()
-    cand = torch.cat([torch.cdist(images[i:i + 500].flatten(1).float(), r,
-                                  compute_mode="donot_use_mm_for_euclid_dist").topk(k, largest=False).indices
-                      for i in range(0, len(images), 500)])                  # [n, k]
+    cand = torch.cat([d.topk(k, largest=False).indices
+                      for d in _distance_chunks(images, members, 500)])     # [n, k]
     imgs = images.clamp(0, 1)
     # one row of ssim_matrix per image: the same numbers as metrics.ssim pair by pair, several
     # times faster than scikit-image's per-pair call

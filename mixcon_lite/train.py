@@ -198,9 +198,10 @@ def train_dp_sgd(model: torch.nn.Module, train_data, epsilon: float, delta: floa
                  momentum: float = 0.0, seed: int | None = None, progress: bool | None = None) -> dict:
     """Train ``model`` in place with DP-SGD (Abadi et al. 2016) through opacus: each step clips every
     sample's gradient to L2 norm ``max_grad_norm``, adds Gaussian noise, and draws its batch by
-    Poisson sampling (opacus's rate ``1 / len(loader)``, about ``batch_size / n``). opacus picks the noise multiplier that spends
-    exactly ``(epsilon, delta)`` over ``epochs`` by its RDP accountant. ``epsilon=math.inf`` is the
-    control: the same clipping and Poisson batches with no noise (no privacy guarantee).
+    Poisson sampling (opacus's rate ``1 / len(loader)``, about ``batch_size / n``). opacus picks the
+    noise multiplier that spends exactly ``(epsilon, delta)`` over ``epochs`` by its RDP accountant.
+    ``epsilon=math.inf`` is the control: the same clipping and Poisson batches with no noise (no
+    privacy guarantee).
 
     The model must have no BatchNorm (per-sample gradients are undefined when samples share a batch's
     statistics; opacus refuses it). Returns ``{"loss": [mean per epoch], "epsilon": spent,

@@ -12,7 +12,7 @@ def check_tv_l2(fn) -> CheckResult:
     """Chapter 10: ``fn(x)`` for images ``x`` ``[N, C, H, W]`` must return DeepInversion's TV-L2 prior per
     image ``[N]``: the L2 norms of the pixel differences in four directions (down, right and both
     diagonals), summed. Compared with :func:`mixcon_lite.synthesis.tv_l2` on random images."""
-    from ..synthesis import tv_l2
+    from ..synthesis import tv_differences, tv_l2
 
     g = torch.Generator().manual_seed(0)
     for shape in ((3, 1, 6, 6), (2, 3, 5, 7)):
@@ -21,8 +21,7 @@ def check_tv_l2(fn) -> CheckResult:
         if fail is not None:
             return fail
         # DeepInversion's code: one norm per direction over the whole batch (a scalar)
-        diffs = (x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1],
-                 x[:, :, 1:, 1:] - x[:, :, :-1, :-1], x[:, :, 1:, :-1] - x[:, :, :-1, 1:])
+        diffs = tv_differences(x)
         batch_level = float(sum(d.norm() for d in diffs))
         batch_hint = (" This is DeepInversion's batch-level form (one norm per direction over the whole "
                       "batch); here take the four norms per image and return one value per image [N].")
@@ -30,11 +29,11 @@ def check_tv_l2(fn) -> CheckResult:
             flat = np.asarray(out.detach().double() if torch.is_tensor(out) else out, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             flat = None
-        if flat is not None and flat.size and (np.allclose(flat, batch_level, rtol=1e-4)
-                                               or np.allclose(flat, batch_level / shape[0], rtol=1e-4)):
+        whole = flat is not None and flat.size and np.allclose(flat, batch_level, rtol=1e-4)
+        per_n = flat is not None and flat.size and np.allclose(flat, batch_level / shape[0], rtol=1e-4)
+        if whole or per_n:
             return CheckResult(False, f"Images {shape}: you returned {np.round(flat, 3)}, the whole batch's "
-                                      f"TV-L2 ({batch_level:.3f}{' / N' if not np.allclose(flat, batch_level, rtol=1e-4) else ''})."
-                                      + batch_hint)
+                                      f"TV-L2 ({batch_level:.3f}{'' if whole else ' / N'})." + batch_hint)
         val, fail = as_1d(out, shape[0], "your function")
         if fail is not None:
             return fail

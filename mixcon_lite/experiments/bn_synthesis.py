@@ -184,18 +184,19 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
     The population means and variances come from the test split (the attacker's own data, disjoint
     from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
     xm, ym, xn, yn = _candidates(data, config)
-    fm, fn = sy.bn_features(teacher, xm), sy.bn_features(teacher, xn)
+    k = int(config["n_attack"])
+    f_members = sy.bn_features(teacher, data["x_members"])      # the scored members are its first k
+    fm, fn = f_members[:k], sy.bn_features(teacher, xn)
     fp = sy.bn_features(teacher, data["x_test"])
     yp = data["y_test"]
-    released = sy.class_means(sy.bn_features(teacher, data["x_members"]), data["y_members"])
+    released = sy.class_means(f_members, data["y_members"])
     out = {"tracing (class statistics)": (sy.tracing_scores(fm, ym, released, fp, yp),
                                           sy.tracing_scores(fn, yn, released, fp, yp))}
-    k = int(config["n_attack"])
     if len(data["x_members"]) > k:
         # control: statistics of the members *not* scored. The scored members still trained the
         # teacher, but none of them is in these means; what remains is the teacher's own shift
         # of members' features, not a trace of each record in the statistics
-        others = sy.class_means(sy.bn_features(teacher, data["x_members"][k:]), data["y_members"][k:])
+        others = sy.class_means(f_members[k:], data["y_members"][k:])
         out["tracing (statistics of the other members)"] = (sy.tracing_scores(fm, ym, others, fp, yp),
                                                             sy.tracing_scores(fn, yn, others, fp, yp))
     for source, res in synthetic.items():

@@ -14,6 +14,7 @@ effect of the noise from the effect of a shorter, clipped (less overfit) trainin
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -203,9 +204,9 @@ def calibrated_study(data: dict, config: dict, target, seed: int | None = None,
                                        batch_size=config["batch_size"], seed=seed + 1000,
                                        progress=progress)
     out = {}
-    scores = dict(CALIBRATED_SCORES)
-    draws = int(config.get("calibrated_zo_draws", 10))
-    scores["zero-order"] = lambda model, x, y: _log_zero_order(model, x, y, draws=draws)
+    scores = {**CALIBRATED_SCORES,
+              "zero-order": functools.partial(_log_zero_order,
+                                              draws=int(config.get("calibrated_zo_draws", 10)))}
     for name, score in scores.items():
         target_s = score(target, x_pool, y_pool).double().numpy()
         ref_s = lira.reference_scores(refs, score, x_pool, y_pool, progress=False)

@@ -17,6 +17,9 @@ target's score on the sample looks like an *out* score **for that sample**.
 * :func:`lira_offline` — out-models only, one-sided: :math:`(s - \mu_{out})/\sigma_{out}` per sample.
 * :func:`lira_online` — in and out models: the Gaussian log-likelihood ratio
   :math:`\log N(s;\mu_{in},\sigma_{in}) - \log N(s;\mu_{out},\sigma_{out})`.
+* :func:`lira_authors_nll` — the rule the input-loss-curvature paper's code reports as its best
+  ("Curv ZO NLL"): the same ratio with one spread for both Gaussians, each sample's own in-score
+  variance, which their code passes where a standard deviation goes.
 
 Both return scores oriented so that members score higher, to be read with
 :func:`mixcon_lite.membership.tpr_at_fpr` and friends. With few reference models the per-sample
@@ -37,7 +40,7 @@ from .config import resolve_seed
 from .utils import positive_int, progress_bar
 
 __all__ = ["half_masks", "train_reference_models", "reference_model", "reference_scores",
-           "lira_offline", "lira_online"]
+           "lira_offline", "lira_online", "lira_authors_nll"]
 
 
 def half_masks(k: int, n: int, seed: int | None = None) -> np.ndarray:
@@ -187,3 +190,22 @@ def lira_online(target_scores, ref_scores, in_mask, global_variance: bool = True
         return -0.5 * ((v - mu) / sd) ** 2 - np.log(sd)
 
     return logpdf(t, mu_in, sd_in) - logpdf(t, mu_out, sd_out)
+
+
+def lira_authors_nll(target_scores, ref_scores, in_mask) -> np.ndarray:
+    """The calibration rule of the curvature paper's code, the one it reports as its strongest
+    attack ("Curv ZO NLL" in Ravikumar et al.'s notebooks): a Gaussian log-likelihood ratio with
+    each sample's own in- and out-means and **one** spread for both, the sample's in-score variance
+    :math:`v_{in}` (population variance over its in-models, never pooled), which their code passes
+    where a standard deviation goes. Both Gaussians share it, so the normalising terms cancel:
+
+    .. math:: \\frac{(s - \\mu_{out})^2 - (s - \\mu_{in})^2}{2\\,v_{in}^2}
+
+    (members score higher). With few reference models :math:`v_{in}` rests on a handful of scores
+    per sample; the authors use 64 models and two augmentations, summing the ratio over them."""
+    t, r, m = _check_scores(target_scores, ref_scores, in_mask)
+    mu_in, _ = _moments(r, m, global_variance=False)
+    mu_out, _ = _moments(r, ~m, global_variance=False)
+    var_in = np.where(m, (r - mu_in) ** 2, 0).sum(0) / m.sum(0)
+    scale = 2 * (var_in + 1e-32) ** 2
+    return ((t - mu_out) ** 2 - (t - mu_in) ** 2) / scale

@@ -82,6 +82,33 @@ def test_calibration_removes_per_sample_difficulty():
     # per-sample variances give the same ranking here (equal noise everywhere)
     per = lira.lira_offline(target, ref, mask, global_variance=False)
     assert mb.attack_auc(per[member], per[~member]) > 0.75
+    # and so does the curvature authors' rule, which also works per sample
+    nll = lira.lira_authors_nll(target, ref, mask)
+    assert mb.attack_auc(nll[member], nll[~member]) > 0.8
+
+
+def test_authors_nll_rule_is_their_formula():
+    # the rule written as the authors' code writes it: NaN-masked per-sample means and population
+    # variances, a Gaussian log-likelihood whose "var" argument is squared, in minus out, and the
+    # in-variance used for both sides
+    rng = np.random.default_rng(3)
+    k, n = 8, 30
+    mask = lira.half_masks(k, n, seed=3)
+    ref = rng.normal(0, 1, (k, n)) + rng.normal(0, 2, n)
+    target = rng.normal(0, 1, n)
+    r_in, r_out = np.where(mask, ref, np.nan), np.where(~mask, ref, np.nan)
+    mu_in, mu_out, var_in = np.nanmean(r_in, 0), np.nanmean(r_out, 0), np.nanvar(r_in, 0)
+
+    def loglik(s, mean, var):
+        return -((s - mean) ** 2) / (2 * var ** 2) - 0.5 * np.log(var ** 2)
+
+    theirs = loglik(target, mu_in, var_in) - loglik(target, mu_out, var_in)
+    assert np.allclose(lira.lira_authors_nll(target, ref, mask), theirs, rtol=1e-9)
+    # the variance stands where a standard deviation goes: scaling every score by c scales the
+    # ratio by 1 / c**2, where a proper Gaussian likelihood ratio would not change
+    assert np.allclose(lira.lira_authors_nll(3 * target, 3 * ref, mask), theirs / 9, rtol=1e-9)
+    with pytest.raises(ValueError, match="no reference model"):
+        lira.lira_authors_nll(np.zeros(3), np.zeros((2, 3)), np.zeros((2, 3), bool))
 
 
 def test_reference_scores_shape():

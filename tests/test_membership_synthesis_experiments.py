@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mixcon_lite import lira
 from mixcon_lite.experiments import bn_synthesis, membership
 
 
@@ -36,8 +37,8 @@ def test_membership_run_tiny(data_dir, capsys):
     assert res["train_accuracy"] > 0.9                        # the target overfits its 60 members
     assert set(res["attacks"]) == {"curvature", "curvature_hutchinson", "loss", "combined",
                                    "label_only", "curvature_zo"}
-    assert set(res["calibrated"]) == {f"{s} ({k} LiRA)" for s in ("margin", "zero-order", "curvature")
-                                      for k in ("offline", "online")}
+    assert set(res["calibrated"]) == {f"{s} ({k})" for s in ("margin", "zero-order", "curvature")
+                                      for k in ("offline LiRA", "online LiRA", "authors' NLL")}
     assert set(res["table"]) == set(res["attacks"]) | set(res["calibrated"])
     for s in list(res["attacks"].values()) + list(res["calibrated"].values()):
         assert 0 <= s["auc"] <= 1 and 0 <= s["tpr_at_1pct_fpr"] <= 1
@@ -53,12 +54,16 @@ def test_membership_run_tiny(data_dir, capsys):
     assert res["attacks"]["loss"]["auc"] > 0.5
     rows = res["dp"]
     assert [(r["target_epsilon"], r["recipe"]) for r in rows] == [
-        (math.inf, "dp"), (4.0, "dp"), (math.inf, "overfit")]
+        (math.inf, "dp"), (4.0, "dp"), (math.inf, "overfit"), (8.0, "overfit")]
     assert rows[1]["epsilon"] == pytest.approx(4.0, rel=0.05) and rows[1]["auc_bound"] < 1
     # the TPR ceiling at 1 % FPR: e^eps * 0.01 + delta at eps = 4
     assert rows[1]["tpr_1_bound"] == pytest.approx(min(1, math.exp(rows[1]["epsilon"]) * 0.01
                                                        + cfg["delta"]))
     assert rows[0]["tpr_1_bound"] == rows[2]["tpr_1_bound"] == 1.0
+    # every private model is also met by the calibrated margin, against the target's references
+    for r in rows:
+        for kind in ("offline", "online"):
+            assert 0 <= r[f"auc_margin_{kind}"] <= 1 and 0 <= r[f"tpr_1_margin_{kind}"] <= 1
     json.dumps(membership._jsonable(res))                     # a record can be written
 
 
@@ -68,7 +73,13 @@ def test_bn_synthesis_run_tiny(data_dir):
     out = bn_synthesis.run(config=cfg, seed=0, progress=False, sources=("class",))
     res = out["results"]
     assert set(res) == {"teacher", "real", "class", "control: noise", "control: noisy members",
-                        "control: synthetic + noisy members", "release_attacks"}
+                        "control: synthetic + noisy members", "release_attacks",
+                        "release_comparisons"}
+    assert set(res["release_comparisons"]) == {"trace_own", "trace_vs_label", "trace_vs_loss",
+                                               "syn_vs_others"}
+    for c in res["release_comparisons"].values():
+        assert c["low"] <= c["difference"] <= c["high"] and isinstance(c["verdict"], str)
+    assert {"log_ratio", "log_ratio_p_value"} <= set(res["class"])
     # the copy test's positive control (noisy members) is flagged beyond its permutation null
     assert res["control: noisy members"]["closer_to_members"] == 1.0
     assert res["control: noisy members"]["closer_p_value"] < 0.01
@@ -112,8 +123,13 @@ def test_calibrated_study_tiny(data_dir):
     data = membership.prepare_data(cfg, seed=0)
     target, _ = membership.train_target(data, cfg, seed=0, progress=False)
     out = membership.calibrated_study(data, cfg, target, seed=0, progress=False)
-    names = {f"{s} ({k} LiRA)" for s in membership.CALIBRATED_SCORES for k in ("offline", "online")}
+    names = {f"{s} ({k})" for s in membership.CALIBRATED_SCORES
+             for k in ("offline LiRA", "online LiRA", "authors' NLL")}
     assert set(out["scores"]) == names
+    target_m, ref_m = out["raw"]["margin"]
+    assert target_m.shape == (120,) and ref_m.shape == (4, 120)
+    z = lira.lira_offline(target_m, ref_m, out["mask"])
+    assert np.allclose(np.r_[out["scores"]["margin (offline LiRA)"]], z)
     for m, n in out["scores"].values():
         assert m.shape == n.shape == (60,) and np.isfinite(m).all() and np.isfinite(n).all()
     assert out["mask"].shape == (4, 120) and (out["mask"].sum(0) == 2).all()

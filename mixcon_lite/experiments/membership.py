@@ -35,10 +35,11 @@ def settings(mode: str | None = None) -> dict:
 
     fast: 500 members and 500 non-members; the target trains 100 epochs with Adam (lr 2e-3, batch 64)
     to 100 % training accuracy; 8 Hutchinson probes; DP-SGD at ε in {2, 8} (δ = 1e-5), 30 epochs,
-    lr 0.5, batch 128, clipping norm 1; 4 reference models for the calibrated attack, which reads
+    lr 0.5, batch 128, clipping norm 1, and the overfitting recipe (below) with noise at ε 8;
+    4 reference models for the calibrated attack, which reads
     the zero-order score with 4 draws per sample (the authors' 10 cost about a minute more on two
     cores: five models' float64 loss queries). full: 5,000 and 5,000, 32 probes, ε in
-    {0.5, 1, 2, 4, 8, 16}, 16 reference models, 10 draws.
+    {0.5, 1, 2, 4, 8, 16} (the overfitting recipe at 2 and 8), 16 reference models, 10 draws.
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "epochs": 100, "lr": 2e-3, "batch_size": 64,
@@ -50,9 +51,9 @@ def settings(mode: str | None = None) -> dict:
                                      "dp_momentum": 0.9}}
     if mode == "fast":
         return {**common, "n_members": 500, "probes": 8, "epsilons": [2.0, 8.0],
-                "reference_models": 4, "calibrated_zo_draws": 4}
+                "overfit_epsilons": [8.0], "reference_models": 4, "calibrated_zo_draws": 4}
     return {**common, "n_members": 5000, "probes": 32, "epsilons": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
-            "reference_models": 16, "calibrated_zo_draws": 10}
+            "overfit_epsilons": [2.0, 8.0], "reference_models": 16, "calibrated_zo_draws": 10}
 
 
 def prepare_data(config: dict, seed: int | None = None) -> dict:
@@ -187,11 +188,14 @@ def calibrated_study(data: dict, config: dict, target, seed: int | None = None,
     half is as large as the target's training set. Each score of :data:`CALIBRATED_SCORES` (the
     zero-order one with ``config["calibrated_zo_draws"]`` draws) is then
     read under the target and every reference model, and turned into offline LiRA (out-models only,
-    one-sided) and online LiRA (in and out) with one standard deviation pooled over the samples.
+    one-sided) and online LiRA (in and out) with one standard deviation pooled over the samples,
+    and into the curvature authors' rule (:func:`mixcon_lite.lira.lira_authors_nll`: per-sample
+    means, one per-sample spread from the in-scores).
 
-    Returns ``{"scores": {name: (members, non-members)}, "mask", "reference_loss",
-    "reference_train_accuracy", "seconds"}`` with names ``"<score> (offline LiRA)"``,
-    ``"<score> (online LiRA)"``."""
+    Returns ``{"scores": {name: (members, non-members)}, "raw": {score: (target [2n], reference
+    [k, 2n])}, "mask", "reference_loss", "reference_train_accuracy", "seconds"}`` with names
+    ``"<score> (offline LiRA)"``, ``"<score> (online LiRA)"``, ``"<score> (authors' NLL)"``; the
+    pool in ``raw`` and ``mask`` is the members, then the non-members."""
     from .. import lira
 
     seed = resolve_seed(seed)
@@ -203,20 +207,22 @@ def calibrated_study(data: dict, config: dict, target, seed: int | None = None,
                                        epochs=config["epochs"], lr=config["lr"],
                                        batch_size=config["batch_size"], seed=seed + 1000,
                                        progress=progress)
-    out = {}
+    out, raw = {}, {}
     scores = {**CALIBRATED_SCORES,
               "zero-order": functools.partial(_log_zero_order,
                                               draws=int(config.get("calibrated_zo_draws", 10)))}
+    rules = (("offline LiRA", lira.lira_offline), ("online LiRA", lira.lira_online),
+             ("authors' NLL", lira.lira_authors_nll))
     for name, score in scores.items():
         target_s = score(target, x_pool, y_pool).double().numpy()
         ref_s = lira.reference_scores(refs, score, x_pool, y_pool, progress=False)
-        for kind, fn in (("offline", lira.lira_offline), ("online", lira.lira_online)):
+        raw[name] = (target_s, ref_s)
+        for kind, fn in rules:
             z = fn(target_s, ref_s, refs["mask"])
-            out[f"{name} ({kind} LiRA)"] = (z[:n], z[n:])
+            out[f"{name} ({kind})"] = (z[:n], z[n:])
     acc = [evaluate(lira.reference_model(refs, j), x_pool[refs["mask"][j]],
                     y_pool[refs["mask"][j]])["accuracy"] for j in range(refs["k"])]
-    return {"scores": out, "mask": refs["mask"], "reference_loss": refs["loss"],
-            "reference_train_accuracy": float(np.mean(acc)),
+    return {"scores": out, "raw": raw, "mask": refs["mask"], "reference_loss": refs["loss"], "reference_train_accuracy": float(np.mean(acc)),
             "seconds": time.perf_counter() - t0}
 
 
@@ -231,24 +237,42 @@ def accuracies(model, data: dict) -> dict:
             "test_accuracy": evaluate(model, data["x_test"], data["y_test"])["accuracy"]}
 
 
-def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool | None = None) -> list[dict]:
-    """One row per DP-SGD budget in ``config["epsilons"]``, the control (clipping, no noise; ε ∞;
-    ``"recipe": "dp"``) and, when ``config["dp_control_overfit"]`` is set, a second control with
-    the same clipping and no noise trained with that recipe until it overfits (``"recipe":
-    "overfit"``). Each row: the ε opacus reports, its noise multiplier, accuracies, each attack's
-    AUC and TPR at 1 % FPR (uncalibrated), the DP ceilings at that (ε, δ) on the AUC
-    (:func:`~mixcon_lite.membership.dp_auc_bound`) and on the TPR at 1 % FPR
-    (:func:`~mixcon_lite.membership.dp_roc_bound`; 1 for the controls)."""
+def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool | None = None,
+             reference: tuple | None = None, return_scores: bool = False) -> list[dict]:
+    """DP-SGD targets and their noise-free twins, one row each, for two recipes: ``"dp"`` (the
+    ``dp_*`` settings, tuned so that a noisy model learns) at ε ∞ (the control: the same clipping
+    and batches, no noise) and at every ε in ``config["epsilons"]``; and, when
+    ``config["dp_control_overfit"]`` is set, ``"overfit"`` (that recipe, tuned until the noise-free
+    model overfits as the target does) at ε ∞ and at every ε in ``config["overfit_epsilons"]``, so
+    that noise is the only difference from its control. Each row: the ε opacus reports, its noise
+    multiplier, accuracies, each uncalibrated attack's AUC and TPR at 1 % FPR, and the DP ceilings
+    at that (ε, δ) on the AUC (:func:`~mixcon_lite.membership.dp_auc_bound`) and on the TPR at 1 %
+    FPR (:func:`~mixcon_lite.membership.dp_roc_bound`; 1 for the controls).
+
+    With ``reference = (margins [k, 2n], mask [k, 2n])`` (the reference models' logit margins on
+    members then non-members, from :func:`calibrated_study`'s ``"raw"["margin"]``), each model is
+    also met by the calibrated margin attack, offline and online LiRA (``auc_margin_offline``,
+    ``tpr_1_margin_offline``, and ``_online``). Those reference models were trained without DP:
+    the attacker calibrates against models like the undefended target, not against the defence.
+    With ``return_scores`` each row also holds ``"scores"``: ``{attack: (members, non-members)}``
+    (``"loss"``, ``"label_only"``, ... and ``"margin (offline LiRA)"`` / ``"(online LiRA)"``), for
+    paired comparisons (:func:`mixcon_lite.stats.auc_difference`)."""
+    from .. import lira
+
     seed = resolve_seed(seed)
     rows = []
     runs = [(math.inf, "dp")] + [(e, "dp") for e in config["epsilons"]]
     if config.get("dp_control_overfit"):
-        runs.append((math.inf, "overfit"))
+        runs += [(math.inf, "overfit")] + [(e, "overfit") for e in config.get("overfit_epsilons", [])]
+    x_pool = torch.cat([data["x_members"], data["x_nonmembers"]])
+    y_pool = torch.cat([data["y_members"], data["y_nonmembers"]])
+    n = len(data["x_members"])
     for eps, recipe in progress_bar(runs, desc="DP-SGD targets", progress=progress):
         model, hist = train_private(data, config, eps, seed=seed, progress=False,
                                     recipe=config["dp_control_overfit"] if recipe == "overfit"
                                     else None)
-        s = summarise(attack_scores(model, data, config, seed=seed, hutchinson=False))
+        sc = attack_scores(model, data, config, seed=seed, hutchinson=False)
+        s = summarise(sc)
         private = not math.isinf(eps)
         spent = float(hist["epsilon"])
         row = {"target_epsilon": float(eps), "recipe": recipe, "epsilon": spent,
@@ -260,6 +284,15 @@ def dp_study(data: dict, config: dict, seed: int | None = None, progress: bool |
                "auc_bound": mb.dp_auc_bound(spent, config["delta"]) if private else 1.0,
                "tpr_1_bound": (float(mb.dp_roc_bound(0.01, spent, config["delta"]))
                                if private else 1.0)}
+        if reference is not None:
+            target_m = mb.margin_scores(model, x_pool, y_pool).double().numpy()
+            for kind, fn in (("offline", lira.lira_offline), ("online", lira.lira_online)):
+                z = fn(target_m, reference[0], reference[1])
+                sc[f"margin ({kind} LiRA)"] = (z[:n], z[n:])
+                row[f"auc_margin_{kind}"] = mb.attack_auc(z[:n], z[n:])
+                row[f"tpr_1_margin_{kind}"] = mb.tpr_at_fpr(z[:n], z[n:], fpr=0.01)
+        if return_scores:
+            row["scores"] = sc
         rows.append(row)
     return rows
 
@@ -279,6 +312,7 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     model, history = train_target(data, config, seed=seed, progress=progress)
     scores = attack_scores(model, data, config, seed=seed, finite_difference=True)
     results = {**accuracies(model, data), "attacks": summarise(scores)}
+    cal = None
     if calibrated:
         cal = calibrated_study(data, config, model, seed=seed, progress=progress)
         results["calibrated"] = summarise(cal["scores"])
@@ -286,7 +320,8 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
         scores = {**scores, **cal["scores"]}
     results["table"] = attack_table(scores)
     if dp:
-        results["dp"] = dp_study(data, config, seed=seed, progress=progress)
+        reference = (cal["raw"]["margin"][1], cal["mask"]) if cal is not None else None
+        results["dp"] = dp_study(data, config, seed=seed, progress=progress, reference=reference)
     return {"results": results, "model": model, "data": data, "scores": scores, "history": history,
             "config": config, "seconds": time.perf_counter() - start}
 

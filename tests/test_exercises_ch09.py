@@ -38,8 +38,35 @@ def test_hutchinson_right_and_wrong():
     def half(hvp, d, probes, generator):             # half the probes: still shrinks like 1/sqrt(K)
         return hutchinson(hvp, d, max(1, probes // 2), generator)
 
+    def twice(hvp, d, probes, generator):            # each drawn probe used twice
+        total = 0.0
+        for i in range(probes):
+            if i % 2 == 0:
+                v = torch.randint(0, 2, (d,), generator=generator).double() * 2 - 1
+            total += float(v @ hvp(v))
+        return total / probes
+
+    def antithetic(hvp, d, probes, generator):       # pairs v, -v: the same v^T H v twice
+        total = 0.0
+        for i in range(probes):
+            if i % 2 == 0:
+                v = torch.randint(0, 2, (d,), generator=generator).double() * 2 - 1
+            else:
+                v = -v
+            total += float(v @ hvp(v))
+        return total / probes
+
+    def global_rng(hvp, d, probes, generator):       # ignores the generator it is given
+        total = 0.0
+        for _ in range(probes):
+            v = torch.randint(0, 2, (d,)).double() * 2 - 1
+            total += float(v @ hvp(v))
+        return total / probes
+
     for wrong, word in ((gaussian, "Rademacher"), (per_dim, "36"), (exact, "random probes"),
                         (reused, "1/sqrt"), (first_four, "1/sqrt"), (half, "every probe"),
+                        (twice, "fresh vector"), (antithetic, "pairs v and -v"),
+                        (global_rng, "generator"),
                         (lambda *a: 1 / 0, "ZeroDivisionError"), (lambda *a: [1, 2], "one number")):
         verdict = exercises.check_hutchinson(wrong)
         assert not verdict and word in verdict.message, verdict.message

@@ -26,8 +26,12 @@ def check_hutchinson(fn) -> CheckResult:
     where 3,000 probes must land within 5 % of the trace; (3) checks that one probe is *not* always
     exact on them (the answer must be an estimate from probes, not the trace by other means); (4) over
     24 generator seeds, checks that 64 probes spread about 4x less than 4 (1/sqrt(K): a probe drawn
-    once and reused does not shrink); and (2) also checks that ``hvp`` was called once per probe
-    (half the probes would still shrink like 1/sqrt(K)). Checks run in the order (1), (3), (4), (2)."""
+    once and reused does not shrink); (5) over 200 seeds, checks that 64 probes spread as 64
+    independent probes do (a probe used twice, or antithetic pairs v, -v, spread sqrt(2) more);
+    (6) checks that the same generator state gives the same estimate (probes drawn from the global
+    random state instead are rejected); and (2) also checks that ``hvp`` was called once per probe
+    (half the probes would still shrink like 1/sqrt(K)). Checks run in the order (1), (3), (4),
+    (5), (6), (2)."""
     def run(H, probes, seed):
         calls = []
 
@@ -73,6 +77,31 @@ def check_hutchinson(fn) -> CheckResult:
                                   f"probes (the standard deviation falls like 1/sqrt(probes)); yours spread "
                                   f"{spread[4]:.3g} and {spread[64]:.3g} ({ratio:.2g}x). Draw a new "
                                   "Rademacher vector for every probe and average all of them.")
+    # (5) the spread itself: over 200 generator seeds, 64 probes must spread as independent
+    # Rademacher probes do, sqrt(hutchinson_variance(H) / 64) within the sampling error of a
+    # standard deviation from 200 draws (about 5 %); a probe used twice, or the antithetic pair
+    # v, -v (the same v^T H v twice), spreads sqrt(2) times more
+    from ..membership import hutchinson_variance
+
+    vals = []
+    for s in range(200):
+        res, fail = run(H, 64, 1000 + s)
+        if fail is not None:
+            return fail
+        vals.append(res[0])
+    expected = math.sqrt(float(hutchinson_variance(H)) / 64)
+    ratio = float(np.std(vals, ddof=1)) / expected
+    if not 0.8 <= ratio <= 1.25:
+        return CheckResult(False, f"Over 200 generator seeds your 64-probe estimates spread {ratio:.2f} times "
+                                  f"what 64 independent Rademacher probes give ({expected:.3g}). Use every probe, "
+                                  "each a fresh vector: no vector used twice, no pairs v and -v (they give "
+                                  "the same v^T H v).")
+    # (6) the generator: the same generator state must give the same estimate
+    first, again = run(H, 8, 7)[0], run(H, 8, 7)[0]
+    if first is None or again is None or first[0] != again[0]:
+        return CheckResult(False, "Two calls with generators seeded alike gave different estimates: draw the "
+                                  "probes from the generator you are given (torch.randint(..., "
+                                  "generator=generator)), not from the global random state.")
     for seed, d in enumerate((6, 15)):
         H = _symmetric(d, seed)
         tr = float(torch.trace(H))

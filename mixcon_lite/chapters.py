@@ -100,18 +100,21 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def spread(runs: list[dict], skip: tuple[str, ...] = ("runtime_s",)) -> dict:
+def spread(runs: list[dict], skip: tuple[str, ...] = ("runtime_s",),
+           skip_prefixes: tuple[str, ...] = ("full_",)) -> dict:
     """How each glued number moved over ``runs`` (results of :func:`run_notebook` with
     ``values=True``), per notebook: ``{"numbers": {name: {"min", "max", "range"}}, "threads":
     {seed: {"max_abs_change", "name"}}}``. ``threads`` compares the runs of one seed at different
     thread counts (the rounding of another CPU, in small): the largest absolute change of any
-    number and where it was. Names in ``skip`` (timings) and non-numbers are left out; a number
-    that a run did not glue is left out of that run."""
+    number and where it was. Names in ``skip`` (timings), names starting with one of
+    ``skip_prefixes`` (``full_``: values a chapter reads from a full-mode record, which no seed of
+    the chapter changes) and non-numbers are left out; a number that a run did not glue is left
+    out of that run."""
     out: dict = {}
     for nb in sorted({r["notebook"] for r in runs}):
         mine = [r for r in runs if r["notebook"] == nb and r.get("values")]
         names = sorted({k for r in mine for k, v in r["values"].items()
-                        if _number(v) and k not in skip})
+                        if _number(v) and k not in skip and not k.startswith(skip_prefixes)})
         numbers = {}
         for k in names:
             vals = [float(r["values"][k]) for r in mine if _number(r["values"].get(k))]

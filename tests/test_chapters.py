@@ -70,6 +70,8 @@ def test_record_keeps_glued_values_and_their_spread(tmp_path):
 
 def test_spread_without_a_second_thread_count_compares_nothing():
     runs = [{"notebook": "a.ipynb", "seed": 0, "threads": 1, "values": {"x": 1.0}},
-            {"notebook": "a.ipynb", "seed": 1, "threads": 1, "values": {"x": 3.0, "y": True}}]
+            {"notebook": "a.ipynb", "seed": 1, "threads": 1,
+             "values": {"x": 3.0, "y": True, "full_auc": 0.6, "runtime_s": 90.0}}]
     sp = chapters.spread(runs)["a.ipynb"]
+    # booleans, timings and values read from a full-mode record (full_*) are not spread
     assert sp["threads"] == {} and sp["numbers"] == {"x": {"min": 1.0, "max": 3.0, "range": 2.0}}

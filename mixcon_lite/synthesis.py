@@ -290,50 +290,88 @@ def _check_images(name, x):
 
 
 def copy_test(synthetic: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor,
-              permutations: int = 0, seed: int = 0) -> dict:
+              permutations: int = 0, seed: int = 0, neighbours: int = 128) -> dict:
     """Does a synthetic set copy its training data? For each synthetic image compare its distance to
     the nearest *member* (an image the model was trained on) with its distance to the nearest
     *non-member* (an equally large set from the same distribution the model never saw). If synthesis
-    leaks training samples, synthetic images sit closer to members. Returns
-    ``{"closer_to_members": share of synthetic images nearer a member than any non-member,
-    "member_distance": [n], "nonmember_distance": [n], "member_index": [n]}``.
+    leaks training samples, synthetic images sit closer to members. Two statistics:
+    ``"closer_to_members"``, the share of synthetic images nearer a member than any non-member (a
+    yes/no per image), and ``"log_ratio"``, the mean over images of
+    :math:`\\log(d_{non} / d_{mem})` (how much nearer, so an image pulled part of the way towards a
+    member counts too; positive when images sit nearer members). Returns both with
+    ``"member_distance": [n], "nonmember_distance": [n], "member_index": [n]``.
 
-    One half is *not* the right reference: many synthetic images share a few nearest neighbours
-    ("hubs"), so their verdicts are not independent and a binomial interval around one half is far
-    too narrow. With ``permutations > 0`` the test also returns its permutation null: members and
-    non-members are pooled and re-split at random into two halves of the same sizes
-    ``permutations`` times, the share nearer the first half recomputed each time (no leakage means
-    the real split is one such draw). Added keys: ``"null"`` (the shares, ``[permutations]``),
-    ``"null_low"``/``"null_high"`` (its 2.5 % and 97.5 % quantiles) and ``"p_value"`` (one-sided,
-    as the leak hypothesis is: ``(1 + #{null >= observed}) / (1 + permutations)``)."""
+    One half (or zero) is *not* the right reference: many synthetic images share a few nearest
+    neighbours ("hubs"), so their verdicts are not independent and a binomial interval around one
+    half is far too narrow. With ``permutations > 0`` the test also returns its permutation null:
+    members and non-members are pooled and re-split at random into two halves of the same sizes
+    ``permutations`` times, both statistics recomputed each time (no leakage means the real split is
+    one such draw). Added keys: ``"null"`` (the shares, ``[permutations]``), ``"null_low"`` /
+    ``"null_high"`` (its 2.5 % and 97.5 % quantiles), ``"p_value"`` (one-sided, as the leak
+    hypothesis is: ``(1 + #{null >= observed}) / (1 + permutations)``), and the same for the log
+    ratio: ``"log_ratio_null"``, ``"log_ratio_null_low"`` / ``"_high"``, ``"log_ratio_p_value"``.
+    The re-splits read each image's ``neighbours`` nearest pooled images; where all of them fall in
+    one half (``"truncated"`` counts such image-draws; about :math:`2^{1-k}` of them), the other
+    half's distance is taken as the farthest of the ``neighbours``, a lower bound."""
     for name, x in (("synthetic", synthetic), ("members", members), ("nonmembers", nonmembers)):
         _check_images(name, x)
     if len(members) != len(nonmembers):
         raise ValueError(f"members and nonmembers must be equally many for a fair test, got {len(members)} "
                          f"and {len(nonmembers)}.")
     permutations = positive_int(permutations, "permutations", minimum=0)
-    mi, md = nearest_neighbours(synthetic, members)
-    ni, nd = nearest_neighbours(synthetic, nonmembers)
+    m = len(members)
+    k = min(positive_int(neighbours, "neighbours"), 2 * m)
+    md, mi, nd, ni, top_d, top_i = [], [], [], [], [], []
+    # one exact search over members + non-members serves the real split and every re-split
+    for d in _distance_chunks(synthetic, torch.cat([members, nonmembers]), 500):
+        v, j = d[:, :m].min(1)
+        md.append(v)
+        mi.append(j)
+        v, j = d[:, m:].min(1)
+        nd.append(v)
+        ni.append(j)
+        v, j = d.topk(k, largest=False)
+        top_d.append(v)
+        top_i.append(j)
+    md, mi, nd, ni = torch.cat(md), torch.cat(mi), torch.cat(nd), torch.cat(ni)
+    top_d, top_i = torch.cat(top_d), torch.cat(top_i)
+
+    def log_ratio(near_first, near_second):
+        return float((near_second.clamp_min(1e-12).log() - near_first.clamp_min(1e-12).log()).mean())
+
     observed = float((md < nd).float().mean())
-    out = {"closer_to_members": observed, "member_distance": md.numpy(),
-           "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
+    out = {"closer_to_members": observed, "log_ratio": log_ratio(md, nd),
+           "member_distance": md.numpy(), "nonmember_distance": nd.numpy(), "member_index": mi.numpy()}
     if permutations:
         # the share nearer the first half only depends on which half each image's nearest pooled
-        # neighbour falls in, so the two searches above serve every permutation: the nearest of
-        # members + non-members is the nearer of the two (a tie goes to the member, the first
-        # index, as a search over the pooled set would return)
-        m = len(members)
+        # neighbour falls in (a tie goes to the member, the first index, as a search over the
+        # pooled set would return); the log ratio needs each half's nearest, the first of the
+        # sorted neighbours that falls in it
         nn_index = torch.where(md <= nd, mi, m + ni)
         g = torch.Generator().manual_seed(int(seed))
-        null = np.empty(permutations)
+        null, null_ratio = np.empty(permutations), np.empty(permutations)
+        truncated = 0
         for b in range(permutations):
             first = torch.zeros(2 * m, dtype=torch.bool)
             first[torch.randperm(2 * m, generator=g)[:m]] = True
             null[b] = float(first[nn_index].float().mean())
-        extreme = null >= observed - 1e-12          # one-sided: leakage pulls images towards members
+            f = first[top_i]                                       # [n, k]
+            near = []
+            for side in (f, ~f):
+                found = side.any(1)
+                truncated += int((~found).sum())
+                pos = side.float().argmax(1, keepdim=True)
+                near.append(torch.where(found, top_d.gather(1, pos)[:, 0], top_d[:, -1]))
+            null_ratio[b] = log_ratio(*near)
         out.update(null=null, null_low=float(np.quantile(null, 0.025)),
                    null_high=float(np.quantile(null, 0.975)),
-                   p_value=float((1 + extreme.sum()) / (1 + permutations)))
+                   p_value=float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations)),
+                   log_ratio_null=null_ratio,
+                   log_ratio_null_low=float(np.quantile(null_ratio, 0.025)),
+                   log_ratio_null_high=float(np.quantile(null_ratio, 0.975)),
+                   log_ratio_p_value=float((1 + (null_ratio >= out["log_ratio"] - 1e-12).sum())
+                                           / (1 + permutations)),
+                   truncated=truncated)
     return out
 
 

@@ -1,5 +1,6 @@
 """mixcon_lite.synthesis: class-wise statistics, the TV-L2 prior, BN-statistics synthesis and the
 copy test; LeNet5(batch_norm=True)."""
+import numpy as np
 import pytest
 import torch
 
@@ -126,6 +127,31 @@ def test_copy_test_permutation_null():
     assert "p_value" not in sy.copy_test(fresh, members, nonmembers)          # off by default
     with pytest.raises(ValueError, match="permutations"):
         sy.copy_test(fresh, members, nonmembers, permutations=-1)
+
+
+def test_copy_test_log_ratio_sees_partial_leaks_among_hubs():
+    torch.manual_seed(0)
+    members, nonmembers = torch.rand(60, 1, 8, 8), torch.rand(60, 1, 8, 8)
+    # a set dominated by a hub (40 flat images sharing one nearest neighbour) with a fifth built
+    # from distinct members: the yes/no share swings with the hub's half and misses the leak,
+    # the log distance ratio (how much nearer, per image) finds it
+    hub = 0.5 + 0.02 * torch.randn(40, 1, 8, 8)
+    leak = members[:10] + 0.05 * torch.randn(10, 1, 8, 8)
+    out = sy.copy_test(torch.cat([hub, leak]), members, nonmembers, permutations=500, seed=2)
+    assert out["p_value"] > 0.05, out["p_value"]
+    assert out["log_ratio_p_value"] < 0.01, out["log_ratio_p_value"]
+    expected = float((torch.as_tensor(out["nonmember_distance"]).log()
+                      - torch.as_tensor(out["member_distance"]).log()).mean())
+    assert abs(out["log_ratio"] - expected) < 1e-6
+    assert out["log_ratio_null"].shape == (500,)
+    assert out["log_ratio_null_low"] < 0 < out["log_ratio_null_high"]
+    assert out["truncated"] == 0
+    fresh = torch.rand(100, 1, 8, 8)
+    res = sy.copy_test(fresh, members, nonmembers, permutations=300, seed=3)
+    assert res["log_ratio_p_value"] > 0.01
+    # with two neighbours per image some re-splits put both in one half: counted, still finite
+    few = sy.copy_test(fresh, members, nonmembers, permutations=50, neighbours=2)
+    assert few["truncated"] > 0 and np.isfinite(few["log_ratio_null"]).all()
 
 
 def test_max_ssim_looks_beyond_the_l2_nearest():

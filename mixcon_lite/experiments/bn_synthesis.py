@@ -37,18 +37,18 @@ def settings(mode: str | None = None) -> dict:
 
     fast: 2,000 members; the teacher trains 20 epochs with Adam (lr 1e-3, batch 64); 30 synthetic
     images per class, 300 Adam steps at lr 0.1 (cosine decay), BN weight 1 (first layer x10), TV-L2
-    weight 0.05, jitter 2 px; students train 30 epochs with Adam (lr 1e-3, batch 32); membership on
-    1,000 members and 1,000 non-members. The copy test's permutation null has 1,000 re-splits; SSIM
+    weight 0.05, jitter 2 px; students train 100 epochs with Adam (lr 1e-3, batch 32), until the
+    real-data student fits its 300 images; membership on 1,000 members and 1,000 non-members. The copy test's permutation null has 1,000 re-splits; SSIM
     is taken to each image's 20 nearest members; the positive control adds Gaussian noise of
     standard deviation 0.1 to members. full: 10,000 members, 200 images per class, 1,000 steps,
     membership and tracing on 5,000 members and 5,000 non-members (the other 5,000 members give
-    the tracing control), and 20,000 test-split images (the test accuracy and the tracing
+    the tracing control), and 20,000 held-out images (the test accuracy and the tracing
     attacker's population sample, about 2,000 per class).
     """
     mode = get_mode(mode)
     common = {"mode": mode, "dataset": "fashion-mnist", "teacher_epochs": 20, "teacher_lr": 1e-3,
               "teacher_batch_size": 64, "lr": 0.1, "bn_weight": 1.0, "first_bn_multiplier": 10.0,
-              "tv_weight": 0.05, "jitter": 2, "student_epochs": 30, "student_lr": 1e-3,
+              "tv_weight": 0.05, "jitter": 2, "student_epochs": 100, "student_lr": 1e-3,
               "student_batch_size": 32, "n_test": 2000, "permutations": 1000, "ssim_candidates": 20,
               "control_noise": 0.1}
     if mode == "fast":
@@ -113,9 +113,11 @@ def real_subset(data: dict, per_class: int) -> tuple[torch.Tensor, torch.Tensor]
 def leak_check(images: torch.Tensor, data: dict, config: dict | None = None, seed: int | None = None) -> dict:
     """How close each image is to the training set: its nearest member (pixel distance), the highest
     SSIM to any of its ``ssim_candidates`` nearest members, and
-    :func:`~mixcon_lite.synthesis.copy_test` (the share of images nearer a member than any
-    non-member) with its permutation null (``permutations`` re-splits; ``closer_p_value``,
-    ``closer_null_low``/``closer_null_high``). Returns the summaries and the per-image arrays."""
+    :func:`~mixcon_lite.synthesis.copy_test` with its permutation null (``permutations``
+    re-splits): the share of images nearer a member than any non-member (``closer_to_members``,
+    ``closer_p_value``, ``closer_null_low``/``closer_null_high``) and the mean log distance ratio
+    (``log_ratio``, ``log_ratio_p_value``, ``log_ratio_null_low``/``_high``). Returns the
+    summaries and the per-image arrays."""
     config = config or settings()
     seed = resolve_seed(seed)
     ct = sy.copy_test(images, data["x_members"], data["x_nonmembers"],
@@ -123,6 +125,9 @@ def leak_check(images: torch.Tensor, data: dict, config: dict | None = None, see
     s, idx = sy.max_ssim_to_members(images, data["x_members"], k=int(config["ssim_candidates"]))
     return {"closer_to_members": ct["closer_to_members"], "closer_p_value": ct["p_value"],
             "closer_null_low": ct["null_low"], "closer_null_high": ct["null_high"],
+            "log_ratio": ct["log_ratio"], "log_ratio_p_value": ct["log_ratio_p_value"],
+            "log_ratio_null_low": ct["log_ratio_null_low"],
+            "log_ratio_null_high": ct["log_ratio_null_high"],
             "median_member_distance": float(np.median(ct["member_distance"])),
             "median_ssim_to_nearest_member": float(np.median(s)), "max_ssim_to_nearest_member": float(s.max()),
             "ssim_per_image": s, "member_index": idx, "member_distance": ct["member_distance"]}
@@ -181,8 +186,8 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
       control.
 
     Only the mean statistics are used; the recorded variances are not.
-    The population means and variances come from the test split (the attacker's own data, disjoint
-    from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
+    The population means and variances come from the held-out set ``x_test`` (drawn from the
+    training split: the attacker's own data, disjoint from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
     xm, ym, xn, yn = _candidates(data, config)
     k = int(config["n_attack"])
     f_members = sy.bn_features(teacher, data["x_members"])      # the scored members are its first k
@@ -208,6 +213,32 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
     if control_set is not None:
         out["distance (noisy-members control set)"] = (sy.distance_scores(xm, control_set),
                                                        sy.distance_scores(xn, control_set))
+    return out
+
+
+def release_comparisons(release: dict, teacher_scores: dict) -> dict:
+    """The paired comparisons the chapter reads, each ``{"difference", "low", "high", "verdict"}``
+    (:func:`mixcon_lite.stats.auc_difference`, over the same members and non-members):
+    ``"trace_own"`` (tracing with all members' means minus the other members' means: each record's
+    own trace in the statistics), ``"trace_vs_label"`` (tracing minus the teacher's label-only
+    baseline), ``"trace_vs_loss"`` (minus the teacher's loss attack) and ``"syn_vs_others"`` (the
+    class-wise synthetic set's means minus the other members' means). A comparison whose inputs
+    are missing (no other members, no class-wise set) is left out."""
+    from .. import stats
+
+    stats_ = release.get("tracing (class statistics)")
+    pairs = {"trace_own": (stats_, release.get("tracing (statistics of the other members)")),
+             "trace_vs_label": (stats_, teacher_scores.get("label_only")),
+             "trace_vs_loss": (stats_, teacher_scores.get("loss")),
+             "syn_vs_others": (release.get("tracing (class synthetic set)"),
+                               release.get("tracing (statistics of the other members)"))}
+    out = {}
+    for name, (a, b) in pairs.items():
+        if a is None or b is None:
+            continue
+        c = stats.auc_difference(*a, *b)
+        out[name] = {"difference": c.difference, "low": c.low, "high": c.high,
+                     "verdict": c.verdict}
     return out
 
 
@@ -245,7 +276,8 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     ``"control: noisy members"`` and ``"control: synthetic + noisy members"`` hold the copy test's
     controls (:func:`controls`), ``"release_attacks"`` the per-record
     attacks on the released statistics and synthetic sets (:func:`release_attacks`) with AUC and
-    TPR at 1 % and 0.1 % FPR and their intervals."""
+    TPR at 1 % and 0.1 % FPR and their intervals, and ``"release_comparisons"`` their paired
+    differences (:func:`release_comparisons`)."""
     seed = resolve_seed(seed)
     start = time.perf_counter()
     config = dict(config or settings(mode))
@@ -282,8 +314,10 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     for name, images in ctrl.items():
         res[f"control: {name}"] = {k: v for k, v in leak_check(images, data, config, seed).items()
                                    if not isinstance(v, np.ndarray)}
-    res["release_attacks"] = membership_experiment.attack_table(
-        release_attacks(teacher, data, config, synthetic, control_set=ctrl["noisy members"]))
+    release = release_attacks(teacher, data, config, synthetic, control_set=ctrl["noisy members"])
+    res["release_attacks"] = membership_experiment.attack_table(release)
+    res["release_comparisons"] = release_comparisons(release, membership_aucs(
+        teacher, data, config, seed, return_scores=True)["scores"])
     return {"results": res, "teacher": teacher, "data": data, "synthetic": synthetic, "students": students,
             "config": config, "seconds": time.perf_counter() - start}
 

@@ -293,8 +293,11 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     averaged over ``draws`` pairs, divided by :math:`4h^2` (our normalisation: it approximates
     :math:`\lvert u^\top H v\rvert` for unit-entry probes; the ranking does not depend on it).
     The expectation of :math:`u^\top H v` over independent probes is 0, so this is not the trace:
-    its absolute value measures how large :math:`H` is (roughly its Frobenius norm), not the sum of
-    its eigenvalues. Losses in float64 (the model is copied to float64) and from the logit margin
+    for a loss that is twice differentiable around ``x`` its absolute value measures how large
+    :math:`H` is (roughly its Frobenius norm), not the sum of its eigenvalues. On a ReLU or
+    max-pooling network it measures neither: the steps cross kinks of the piecewise-linear
+    logits, which add first-order changes that do not vanish with ``h``, so the quotient follows
+    the loss's gradient more than its Hessian (:func:`zero_order_vs_exact` shows it). Losses in float64 (the model is copied to float64) and from the logit margin
     (:func:`loss_scores`' form), so confident samples do not tie at 0; each sample draws its own
     probes, as the authors' code does (``torch.randint_like`` of the batch). ``Tensor[n]`` float64.
     Members of an overfit model score lower: use its negative as a membership score."""
@@ -328,6 +331,52 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
                           + loss(xb - v - u)).abs()
             out.append((total / (draws * 4 * h * h)).cpu())
     return torch.cat(out)
+
+
+def zero_order_vs_exact(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        hs=(1e-2, 1e-3, 1e-4), seed: int | None = None) -> dict:
+    r"""What :func:`zero_order_curvature` measures, checked: one pair of Rademacher probes
+    :math:`u, v` (entries :math:`\pm 1`) per sample, and with the *same* probes the authors' mixed
+    difference :math:`\lvert\ell(x+hv+hu) - \ell(x-hv+hu) - \ell(x+hv-hu) + \ell(x-hv-hu)\rvert
+    / 4h^2` at every step ``h`` in ``hs`` and the exact :math:`\lvert u^\top H v\rvert` (a
+    Hessian-vector product through ``torch.func``, float64, the loss from the logit margin as in
+    :func:`zero_order_curvature`). Where the loss is twice differentiable around ``x`` the mixed
+    difference tends to the exact value as ``h`` shrinks. A ReLU or max-pooling network is
+    piecewise linear in ``x``: a box of side :math:`2h` that crosses a kink adds a first-order
+    change, which divided by :math:`4h^2` does not vanish as ``h`` shrinks, so the quotient stays
+    far from :math:`\lvert u^\top H v\rvert` and follows the loss's gradient more than its
+    Hessian. Returns ``{"h": [len(hs)], "zero_order": [len(hs), n],
+    "exact": [n]}`` (NumPy, float64)."""
+    seed = resolve_seed(seed)
+    _check_xy(model, x, y)
+    hs = [float(h) for h in hs]
+    if not hs or any(not h > 0 for h in hs):
+        raise ValueError(f"hs must be positive finite-difference steps, got {hs!r}.")
+    import copy
+
+    from torch.func import grad, jvp
+
+    m64 = copy.deepcopy(model).double()
+    device = next(m64.parameters()).device
+    xb, yb = x.to(device).double(), y.to(device).long()
+    g = torch.Generator().manual_seed(int(seed))
+    u = rademacher(xb.shape, g).double().to(device)
+    v = rademacher(xb.shape, g).double().to(device)
+
+    def loss(z):                                  # summed: the samples' Hessians are separate
+        return F.softplus(-_margin(m64(z), yb)).sum()
+
+    with _EvalMode(m64):
+        hv = jvp(grad(loss), (xb,), (v,))[1]
+        exact = (u * hv).flatten(1).sum(1).abs()
+        with torch.no_grad():
+            def per_sample(z):
+                return F.softplus(-_margin(m64(z), yb))
+            zo = [((per_sample(xb + h * v + h * u) - per_sample(xb - h * v + h * u)
+                    - per_sample(xb + h * v - h * u) + per_sample(xb - h * v - h * u)).abs()
+                   / (4 * h * h)) for h in hs]
+    return {"h": np.array(hs), "zero_order": torch.stack(zo).cpu().numpy(),
+            "exact": exact.detach().cpu().numpy()}
 
 
 def hutchinson_variance(H: torch.Tensor) -> torch.Tensor:

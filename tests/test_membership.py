@@ -279,3 +279,24 @@ def test_curvature_estimators_do_not_tie_at_large_margins():
     for name, s in scores.items():
         assert (s > 0).all(), name
         assert (s.double().diff() < 0).all(), name            # strictly ordered: no ties
+
+
+def test_zero_order_vs_exact_separates_smooth_from_piecewise_linear_nets():
+    from mixcon_lite.models import LeNet5, MLP
+
+    torch.manual_seed(0)
+    smooth = MLP(12, [16, 16], num_classes=3, activation="tanh").eval()
+    x, y = torch.rand(20, 12), torch.randint(0, 3, (20,))
+    r = mb.zero_order_vs_exact(smooth, x, y, hs=(1e-2, 1e-3, 1e-4), seed=1)
+    assert r["zero_order"].shape == (3, 20) and r["exact"].shape == (20,)
+    # a twice-differentiable loss: the mixed difference settles on the exact |u^T H v|
+    assert np.abs(r["zero_order"][1:] / r["exact"] - 1).max() < 1e-3
+    # a ReLU / max-pooling LeNet: the boxes cross kinks, and the quotient stays far above
+    # |u^T H v| however small h is
+    net = LeNet5().eval()
+    xi, yi = torch.rand(30, 1, 28, 28), torch.randint(0, 10, (30,))
+    r = mb.zero_order_vs_exact(net, xi, yi, hs=(1e-3, 1e-4), seed=0)
+    ratio = np.median(r["zero_order"] / r["exact"], axis=1)
+    assert (ratio > 10).all(), ratio
+    with pytest.raises(ValueError, match="hs"):
+        mb.zero_order_vs_exact(net, xi, yi, hs=(0.0,))

@@ -20,10 +20,13 @@ The objective over a batch :math:`\hat x` with target labels :math:`y` (a random
           + w_{\mathrm{TV}}\,\mathrm{TV}_{L2}(\hat x) + w_{L2}\lVert \hat x\rVert_2
 
 with :math:`m_1` = ``first_bn_multiplier`` for the first BatchNorm layer and 1 otherwise.
-Two departures from DeepInversion's code, both ours: its :math:`R_{\mathrm{feature}}` hooks
+Six departures from DeepInversion's code, all ours: its :math:`R_{\mathrm{feature}}` hooks
 ``BatchNorm2d`` layers only, we hook every BatchNorm layer (LeNet-5's two ``BatchNorm1d`` layers
-are half of its four), and its TV-L2 is one norm over the whole batch, ours the mean of per-image
-norms (:func:`tv_l2`).
+are half of its four); its TV-L2 is one norm over the whole batch, ours the mean of per-image
+norms (:func:`tv_l2`); it takes TV-L2 on the jittered (and flipped) batch, we on :math:`\hat x`;
+it flips the batch at random each step, we do not; its ImageNet defaults weight the L2 prior
+:math:`10^{-5}` (0 for CIFAR-10), ours default to 0; its cosine schedule has 100 warm-up steps,
+ours none.
 :func:`bn_synthesize` minimises it with Adam and a cosine learning-rate decay, keeping pixels in
 ``box``; it returns the attacks' shared :class:`~mixcon_lite.attacks.result.AttackResult`.
 """
@@ -434,7 +437,8 @@ def class_means(features: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def tracing_scores(features: torch.Tensor, labels: torch.Tensor, released: dict,
-                   population: torch.Tensor, population_labels: torch.Tensor) -> np.ndarray:
+                   population: torch.Tensor, population_labels: torch.Tensor,
+                   leave_one_out: dict | None = None) -> np.ndarray:
     r"""A tracing (membership) test on released class means, in the style of Homer et al. (2008)
     and Dwork et al. (2015): for a record with features :math:`f` and class :math:`c`,
 
@@ -450,7 +454,12 @@ def tracing_scores(features: torch.Tensor, labels: torch.Tensor, released: dict,
     ``features`` ``[N, D]`` and ``labels`` ``[N]``: the records scored (e.g. :func:`bn_features` of
     candidates); ``released``: ``{class: mean [D]}`` (:func:`class_means`); ``population`` and
     ``population_labels``: the attacker's own sample from the same distribution, disjoint from the
-    records scored, which estimates :math:`p_c` and :math:`v_c`. Returns ``[N]`` (members higher)."""
+    records scored, which estimates :math:`p_c` and :math:`v_c`. Returns ``[N]`` (members higher).
+
+    ``leave_one_out``: ``{class: n_c}``, the number of records each released mean averages, when
+    the scored records are among them; each record is then scored against its class mean *with
+    itself removed*, :math:`(n_c\\mu_c - f)/(n_c - 1)`: the same test with a mean of the same size
+    that holds everything but the record's own trace (the exact control for it)."""
     labels = torch.as_tensor(labels)
     population_labels = torch.as_tensor(population_labels)
     if features.ndim != 2 or population.ndim != 2 or features.shape[1] != population.shape[1]:
@@ -469,7 +478,13 @@ def tracing_scores(features: torch.Tensor, labels: torch.Tensor, released: dict,
         if len(pc) < 2:
             raise ValueError(f"class {int(c)} has fewer than 2 population samples.")
         p, v = pc.mean(0), pc.var(0).clamp_min(1e-12)
-        out[rows] = ((f[rows] - p) * (torch.as_tensor(released[int(c)]).double() - p) / v).sum(1)
+        mu = torch.as_tensor(released[int(c)]).double()
+        if leave_one_out is not None:
+            n_c = int(leave_one_out[int(c)])
+            if n_c < 2:
+                raise ValueError(f"class {int(c)}: a leave-one-out mean needs n_c >= 2, got {n_c}.")
+            mu = (n_c * mu - f[rows]) / (n_c - 1)            # one mean per record, [rows, D]
+        out[rows] = ((f[rows] - p) * (mu - p) / v).sum(1)
     return out.numpy()
 
 

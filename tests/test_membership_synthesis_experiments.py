@@ -75,8 +75,8 @@ def test_bn_synthesis_run_tiny(data_dir):
     assert set(res) == {"teacher", "real", "class", "control: noise", "control: noisy members",
                         "control: synthetic + noisy members", "release_attacks",
                         "release_comparisons"}
-    assert set(res["release_comparisons"]) == {"trace_own", "trace_vs_label", "trace_vs_loss",
-                                               "syn_vs_others"}
+    assert set(res["release_comparisons"]) == {"trace_own_loo", "trace_own", "trace_vs_label",
+                                               "trace_vs_loss", "syn_vs_others"}
     for c in res["release_comparisons"].values():
         assert c["low"] <= c["difference"] <= c["high"] and isinstance(c["verdict"], str)
     assert {"log_ratio", "log_ratio_p_value"} <= set(res["class"])
@@ -87,6 +87,7 @@ def test_bn_synthesis_run_tiny(data_dir):
     assert set(res["release_attacks"]) == {"tracing (class statistics)", "tracing (class synthetic set)",
                                            "distance (class synthetic set)",
                                            "tracing (statistics of the other members)",
+                                           "tracing (class statistics, each member left out)",
                                            "distance (noisy-members control set)"}
     # the distance attack finds members against a set built from them (its positive control)
     assert res["release_attacks"]["distance (noisy-members control set)"]["auc"] > 0.55

@@ -199,6 +199,17 @@ def test_tracing_scores_find_members():
     sm0 = sy.tracing_scores(members, labels, other, pop, torch.zeros(2000, dtype=torch.long))
     sn0 = sy.tracing_scores(nonmembers, labels, other, pop, torch.zeros(2000, dtype=torch.long))
     assert 0.3 < stats.auc(sm0, sn0) < 0.7
+    # leave-one-out: each member against its class mean without itself, as if recomputed
+    loo = sy.tracing_scores(members, labels, released, pop, torch.zeros(2000, dtype=torch.long),
+                            leave_one_out={0: n})
+    without = sy.class_means(members[1:], labels[1:])
+    one = sy.tracing_scores(members[:1], labels[:1], without, pop,
+                            torch.zeros(2000, dtype=torch.long))
+    assert np.allclose(loo[0], one[0])
+    assert stats.auc(loo, sn) < 0.7 < stats.auc(sm, sn)   # the trace is gone, the gain with it
+    with pytest.raises(ValueError, match="n_c >= 2"):
+        sy.tracing_scores(members, labels, released, pop, torch.zeros(2000, dtype=torch.long),
+                          leave_one_out={0: 1})
     with pytest.raises(ValueError, match="no released mean"):
         sy.tracing_scores(members, labels + 1, released, pop, torch.zeros(2000, dtype=torch.long))
     with pytest.raises(ValueError, match="share D"):

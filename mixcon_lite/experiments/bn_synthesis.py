@@ -172,6 +172,9 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
     * ``"tracing (class statistics)"``: :func:`~mixcon_lite.synthesis.tracing_scores` on the
       class-wise mean statistics the owner recorded from all members (an attacker holding the teacher
       and the statistics: the most the release can carry);
+    * ``"tracing (class statistics, each member left out)"``: the same, each scored member against
+      its class mean without itself (same size, everything but its own trace): the exact control
+      for the records' own trace;
     * ``"tracing (statistics of the other members)"`` (only when some members are not scored): the
       control, the same test with means of the members *not* scored; they trained the teacher but
       are not among the scored, so what this finds is the teacher's shift of its members' features,
@@ -197,6 +200,13 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
     released = sy.class_means(f_members, data["y_members"])
     out = {"tracing (class statistics)": (sy.tracing_scores(fm, ym, released, fp, yp),
                                           sy.tracing_scores(fn, yn, released, fp, yp))}
+    # the exact control for each record's own trace: every scored member against its class mean
+    # with itself removed (a mean of the same size that holds all but its trace); non-members are
+    # in no mean, so they score as above
+    counts = {int(c): int((data["y_members"] == c).sum()) for c in torch.unique(data["y_members"])}
+    out["tracing (class statistics, each member left out)"] = (
+        sy.tracing_scores(fm, ym, released, fp, yp, leave_one_out=counts),
+        out["tracing (class statistics)"][1])
     if len(data["x_members"]) > k:
         # control: statistics of the members *not* scored. The scored members still trained the
         # teacher, but none of them is in these means; what remains is the teacher's own shift
@@ -219,15 +229,17 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
 def release_comparisons(release: dict, teacher_scores: dict) -> dict:
     """The paired comparisons the chapter reads, each ``{"difference", "low", "high", "verdict"}``
     (:func:`mixcon_lite.stats.auc_difference`, over the same members and non-members):
-    ``"trace_own"`` (tracing with all members' means minus the other members' means: each record's
-    own trace in the statistics), ``"trace_vs_label"`` (tracing minus the teacher's label-only
+    ``"trace_own_loo"`` (tracing with the released means minus the same means with each scored
+    member left out: each record's own trace, at equal size), ``"trace_own"`` (minus the other
+    members' means, which average about half as many members: an upper bound on the own trace), ``"trace_vs_label"`` (tracing minus the teacher's label-only
     baseline), ``"trace_vs_loss"`` (minus the teacher's loss attack) and ``"syn_vs_others"`` (the
     class-wise synthetic set's means minus the other members' means). A comparison whose inputs
     are missing (no other members, no class-wise set) is left out."""
     from .. import stats
 
     stats_ = release.get("tracing (class statistics)")
-    pairs = {"trace_own": (stats_, release.get("tracing (statistics of the other members)")),
+    pairs = {"trace_own_loo": (stats_, release.get("tracing (class statistics, each member left out)")),
+             "trace_own": (stats_, release.get("tracing (statistics of the other members)")),
              "trace_vs_label": (stats_, teacher_scores.get("label_only")),
              "trace_vs_loss": (stats_, teacher_scores.get("loss")),
              "syn_vs_others": (release.get("tracing (class synthetic set)"),

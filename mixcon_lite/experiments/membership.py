@@ -164,11 +164,12 @@ def _log_curvature(model, x, y):
     return -torch.log(mb.curvature_scores(model, x, y).clamp_min(1e-300))
 
 
-def _log_zero_order(model, x, y, draws: int = 10):
-    """``-log`` of the authors' zero-order curvature score (members higher), with one fixed seed so
-    that every model sees the same probes for a sample (the comparison across models is then not
-    blurred by probe noise)."""
-    return -torch.log(mb.zero_order_curvature(model, x, y, seed=0, draws=draws).clamp_min(1e-300))
+def _log_zero_order(model, x, y, draws: int = 10, seed: int = 0):
+    """``-log`` of the authors' zero-order curvature score (members higher), with one seed for
+    every model, so that every model sees the same probes for a sample (the comparison across
+    models is then not blurred by probe noise)."""
+    return -torch.log(mb.zero_order_curvature(model, x, y, seed=seed, draws=draws)
+                      .clamp_min(1e-300))
 
 
 #: The scores the calibrated attack is run on (members higher), each ``score(model, x, y)``:
@@ -209,7 +210,7 @@ def calibrated_study(data: dict, config: dict, target, seed: int | None = None,
                                        progress=progress)
     out, raw = {}, {}
     scores = {**CALIBRATED_SCORES,
-              "zero-order": functools.partial(_log_zero_order,
+              "zero-order": functools.partial(_log_zero_order, seed=seed,
                                               draws=int(config.get("calibrated_zo_draws", 10)))}
     rules = (("offline LiRA", lira.lira_offline), ("online LiRA", lira.lira_online),
              ("authors' NLL", lira.lira_authors_nll))

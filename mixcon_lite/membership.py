@@ -338,7 +338,7 @@ def zero_order_vs_exact(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     r"""What :func:`zero_order_curvature` measures, checked: one pair of Rademacher probes
     :math:`u, v` (entries :math:`\pm 1`) per sample, and with the *same* probes the authors' mixed
     difference :math:`\lvert\ell(x+hv+hu) - \ell(x-hv+hu) - \ell(x+hv-hu) + \ell(x-hv-hu)\rvert
-    / 4h^2` at every step ``h`` in ``hs`` and the exact :math:`\lvert u^\top H v\rvert` (a
+    / (4h^2)` at every step ``h`` in ``hs`` and the exact :math:`\lvert u^\top H v\rvert` (a
     Hessian-vector product through ``torch.func``, float64, the loss from the logit margin as in
     :func:`zero_order_curvature`). Where the loss is twice differentiable around ``x`` the mixed
     difference tends to the exact value as ``h`` shrinks. A ReLU or max-pooling network is

@@ -38,8 +38,9 @@ def settings(mode: str | None = None) -> dict:
     fast: 2,000 members; the teacher trains 20 epochs with Adam (lr 1e-3, batch 64); 30 synthetic
     images per class, 300 Adam steps at lr 0.1 (cosine decay), BN weight 1 (first layer x10), TV-L2
     weight 0.05, jitter 2 px; students train 100 epochs with Adam (lr 1e-3, batch 32), until the
-    real-data student fits its 300 images; membership on 1,000 members and 1,000 non-members. The copy test's permutation null has 1,000 re-splits; SSIM
-    is taken to each image's 20 nearest members; the positive control adds Gaussian noise of
+    real-data student fits its 300 images; membership on 1,000 members and 1,000 non-members.
+    The copy test's permutation null has 1,000 re-splits; SSIM is taken to each image's 20
+    nearest members; the positive control adds Gaussian noise of
     standard deviation 0.1 to members. full: 10,000 members, 200 images per class, 1,000 steps,
     membership and tracing on 5,000 members and 5,000 non-members (the other 5,000 members give
     the tracing control), and 20,000 held-out images (the test accuracy and the tracing
@@ -190,7 +191,8 @@ def release_attacks(teacher, data: dict, config: dict, synthetic: dict,
 
     Only the mean statistics are used; the recorded variances are not.
     The population means and variances come from the held-out set ``x_test`` (drawn from the
-    training split: the attacker's own data, disjoint from both groups). Returns ``{attack: (member scores, non-member scores)}``."""
+    training split: the attacker's own data, disjoint from both groups). Returns
+    ``{attack: (member scores, non-member scores)}``."""
     xm, ym, xn, yn = _candidates(data, config)
     k = int(config["n_attack"])
     f_members = sy.bn_features(teacher, data["x_members"])      # the scored members are its first k
@@ -231,14 +233,16 @@ def release_comparisons(release: dict, teacher_scores: dict) -> dict:
     (:func:`mixcon_lite.stats.auc_difference`, over the same members and non-members):
     ``"trace_own_loo"`` (tracing with the released means minus the same means with each scored
     member left out: each record's own trace, at equal size), ``"trace_own"`` (minus the other
-    members' means, which average about half as many members: an upper bound on the own trace), ``"trace_vs_label"`` (tracing minus the teacher's label-only
-    baseline), ``"trace_vs_loss"`` (minus the teacher's loss attack) and ``"syn_vs_others"`` (the
-    class-wise synthetic set's means minus the other members' means). A comparison whose inputs
-    are missing (no other members, no class-wise set) is left out."""
+    members' means, which average about half as many members: an upper bound on the own trace),
+    ``"trace_vs_label"`` (tracing minus the teacher's label-only baseline), ``"trace_vs_loss"``
+    (minus the teacher's loss attack) and ``"syn_vs_others"`` (the class-wise synthetic set's
+    means minus the other members' means). A comparison whose inputs are missing (no other
+    members, no class-wise set) is left out."""
     from .. import stats
 
     stats_ = release.get("tracing (class statistics)")
-    pairs = {"trace_own_loo": (stats_, release.get("tracing (class statistics, each member left out)")),
+    left_out = release.get("tracing (class statistics, each member left out)")
+    pairs = {"trace_own_loo": (stats_, left_out),
              "trace_own": (stats_, release.get("tracing (statistics of the other members)")),
              "trace_vs_label": (stats_, teacher_scores.get("label_only")),
              "trace_vs_loss": (stats_, teacher_scores.get("loss")),
@@ -295,9 +299,11 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
     config = dict(config or settings(mode))
     data = prepare_data(config, seed=seed)
     teacher, history = train_teacher(data, config, seed=seed, progress=progress)
+    teacher_aucs = membership_aucs(teacher, data, config, seed, return_scores=True)
+    teacher_scores = teacher_aucs.pop("scores")
     res = {"teacher": {"train_accuracy": history["train_accuracy"][-1],
                        "test_accuracy": evaluate(teacher, data["x_test"], data["y_test"])["accuracy"],
-                       **membership_aucs(teacher, data, config, seed)}}
+                       **teacher_aucs}}
     students, synthetic = {}, {}
     xr, yr = real_subset(data, int(config["per_class"]))
     students["real"] = train_student(xr, yr, config, seed=seed, progress=progress)
@@ -328,8 +334,7 @@ def run(mode: str | None = None, seed: int | None = None, progress: bool | None 
                                    if not isinstance(v, np.ndarray)}
     release = release_attacks(teacher, data, config, synthetic, control_set=ctrl["noisy members"])
     res["release_attacks"] = membership_experiment.attack_table(release)
-    res["release_comparisons"] = release_comparisons(release, membership_aucs(
-        teacher, data, config, seed, return_scores=True)["scores"])
+    res["release_comparisons"] = release_comparisons(release, teacher_scores)
     return {"results": res, "teacher": teacher, "data": data, "synthetic": synthetic, "students": students,
             "config": config, "seconds": time.perf_counter() - start}
 

@@ -223,7 +223,8 @@ def calibrated_study(data: dict, config: dict, target, seed: int | None = None,
             out[f"{name} ({kind})"] = (z[:n], z[n:])
     acc = [evaluate(lira.reference_model(refs, j), x_pool[refs["mask"][j]],
                     y_pool[refs["mask"][j]])["accuracy"] for j in range(refs["k"])]
-    return {"scores": out, "raw": raw, "mask": refs["mask"], "reference_loss": refs["loss"], "reference_train_accuracy": float(np.mean(acc)),
+    return {"scores": out, "raw": raw, "mask": refs["mask"], "reference_loss": refs["loss"],
+            "reference_train_accuracy": float(np.mean(acc)),
             "seconds": time.perf_counter() - t0}
 
 

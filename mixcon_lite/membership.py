@@ -284,6 +284,12 @@ def curvature_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return torch.cat(out)
 
 
+def _mixed_difference(loss, x, u, v):
+    """The authors' mixed finite difference with the (already scaled) steps ``u`` and ``v``,
+    per sample: ``|loss(x+v+u) - loss(x-v+u) - loss(x+v-u) + loss(x-v-u)|``."""
+    return (loss(x + v + u) - loss(x - v + u) - loss(x + v - u) + loss(x - v - u)).abs()
+
+
 def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                          h: float = 1e-3, draws: int = 10, seed: int | None = None,
                          batch_size: int = 500) -> torch.Tensor:
@@ -297,8 +303,8 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     :math:`H` is (roughly its Frobenius norm), not the sum of its eigenvalues. On a ReLU or
     max-pooling network it measures neither: the steps cross kinks of the piecewise-linear
     logits, which add first-order changes that do not vanish with ``h``, so the quotient follows
-    the loss's gradient more than its Hessian (:func:`zero_order_vs_exact` shows it). Losses in float64 (the model is copied to float64) and from the logit margin
-    (:func:`loss_scores`' form), so confident samples do not tie at 0; each sample draws its own
+    the loss's gradient more than its Hessian (:func:`zero_order_vs_exact` shows it). Losses in
+    float64 (the model is copied to float64) and from the logit margin (:func:`loss_scores`' form), so confident samples do not tie at 0; each sample draws its own
     probes, as the authors' code does (``torch.randint_like`` of the batch). ``Tensor[n]`` float64.
     Members of an overfit model score lower: use its negative as a membership score."""
     seed = resolve_seed(seed)
@@ -327,8 +333,7 @@ def zero_order_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
             for _ in range(draws):          # fresh probes for every sample, as the authors' code
                 v = (rademacher(xb.shape, g).double() * h).to(device)
                 u = (rademacher(xb.shape, g).double() * h).to(device)
-                total += (loss(xb + v + u) - loss(xb - v + u) - loss(xb + v - u)
-                          + loss(xb - v - u)).abs()
+                total += _mixed_difference(loss, xb, u, v)
             out.append((total / (draws * 4 * h * h)).cpu())
     return torch.cat(out)
 
@@ -345,8 +350,8 @@ def zero_order_vs_exact(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     piecewise linear in ``x``: a box of side :math:`2h` that crosses a kink adds a first-order
     change, which divided by :math:`4h^2` does not vanish as ``h`` shrinks, so the quotient stays
     far from :math:`\lvert u^\top H v\rvert` and follows the loss's gradient more than its
-    Hessian. Returns ``{"h": [len(hs)], "zero_order": [len(hs), n],
-    "exact": [n]}`` (NumPy, float64)."""
+    Hessian. Returns ``{"h": [len(hs)], "zero_order": [len(hs), n], "exact": [n]}`` (NumPy,
+    float64)."""
     seed = resolve_seed(seed)
     _check_xy(model, x, y)
     hs = [float(h) for h in hs]
@@ -372,9 +377,7 @@ def zero_order_vs_exact(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
         with torch.no_grad():
             def per_sample(z):
                 return F.softplus(-_margin(m64(z), yb))
-            zo = [((per_sample(xb + h * v + h * u) - per_sample(xb - h * v + h * u)
-                    - per_sample(xb + h * v - h * u) + per_sample(xb - h * v - h * u)).abs()
-                   / (4 * h * h)) for h in hs]
+            zo = [_mixed_difference(per_sample, xb, h * u, h * v) / (4 * h * h) for h in hs]
     return {"h": np.array(hs), "zero_order": torch.stack(zo).cpu().numpy(),
             "exact": exact.detach().cpu().numpy()}
 
